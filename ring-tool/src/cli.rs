@@ -51,7 +51,7 @@ pub enum Command {
     /// Set weights: set_weight <search-value> <weight> [<search-value> <weight> ...]
     #[command(alias = "set_weight")]
     SetWeight {
-        #[arg(required = true, num_args = 2..)]
+        #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
         pairs: Vec<String>,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -78,7 +78,8 @@ pub enum Command {
         /// Seed for the rebalance's pseudo-random choices (default: the builder version).
         #[arg(long, short = 's')]
         seed: Option<u64>,
-        /// Rebalance even if nothing changed.
+        /// Accepted for swift-ring-builder compatibility: ring-tool always rebalances and
+        /// writes the ring.
         #[arg(long, short = 'f')]
         force: bool,
     },
@@ -112,6 +113,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Pairs of <device> <weight> in swift-ring-builder notation.
+    #[arg(allow_hyphen_values = true)]
     pub pairs: Vec<String>,
     #[arg(long)]
     pub region: Option<u32>,

@@ -142,7 +142,7 @@ pub fn run(path: &Path, command: Command, json: bool) -> Result<u8> {
                 "Every partition may move at the next rebalance.".to_string(),
             ))
         }),
-        Command::Rebalance { seed, force } => rebalance(path, seed, force, json),
+        Command::Rebalance { seed, force: _ } => rebalance(path, seed, json),
         Command::Show => show(path, json),
         Command::Search { search } => {
             let b = files::load_builder(path)?;
@@ -213,12 +213,9 @@ fn edit(
 
 fn emit(json: bool, value: &serde_json::Value, text: impl FnOnce() -> String) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
-        );
+        render::print(&serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
     } else {
-        println!("{}", text());
+        render::print(&text());
     }
 }
 
@@ -321,19 +318,8 @@ fn add(b: &mut RingBuilder, args: AddArgs) -> Result<(serde_json::Value, String)
     Ok((json!({"added": added}), lines.join("\n")))
 }
 
-fn rebalance(path: &Path, seed: Option<u64>, force: bool, json: bool) -> Result<u8> {
+fn rebalance(path: &Path, seed: Option<u64>, json: bool) -> Result<u8> {
     let mut b = files::load_builder(path)?;
-    if !force && !b.needs_rebalance() {
-        let report = b.report();
-        let msg = "Nothing changed since the last rebalance (use --force to rebalance anyway).";
-        emit(
-            json,
-            &json!({"moved": 0, "assigned": 0, "balance": report.balance,
-            "dispersion": report.dispersion, "note": msg}),
-            || msg.to_string(),
-        );
-        return Ok(EXIT_WARNING);
-    }
     let seed = seed.unwrap_or(b.version());
     let bar = render::progress_bar(b.partitions());
     let started = Instant::now();

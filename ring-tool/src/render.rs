@@ -211,6 +211,14 @@ pub fn dispersion(r: &AssignmentReport, verbose: bool) -> String {
     out.trim_end().to_string()
 }
 
+/// Prints a line to stdout. A closed stdout (`ring-tool ... | head`) ends the output quietly
+/// instead of panicking.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
 /// A progress bar on a terminal for rebalances big enough to notice; none otherwise.
 pub fn progress_bar(partitions: u32) -> Option<ProgressBar> {
     if partitions < (1 << 16) {

@@ -143,7 +143,7 @@ pub fn run(a: &SimulateArgs, json: bool) -> Result<u8> {
         .dispersion
         .max(sim.grow.as_ref().map_or(0.0, |g| g.dispersion));
     if json {
-        println!("{}", serde_json::to_string_pretty(&sim)?);
+        render::print(&serde_json::to_string_pretty(&sim)?);
     } else {
         print_text(&sim);
     }
@@ -208,7 +208,7 @@ fn time_lookups(b: &RingBuilder, n: u64) -> Result<f64> {
 }
 
 fn print_text(s: &Simulation) {
-    println!(
+    render::print(&format!(
         "Topology: {} regions x {} zones x {} nodes x {} devices, 2^{} = {} partitions, {} replicas",
         s.regions,
         s.zones_per_region,
@@ -217,9 +217,9 @@ fn print_text(s: &Simulation) {
         s.part_power,
         s.partitions,
         s.replicas
-    );
+    ));
     let line = |name: &str, p: &Phase| {
-        println!(
+        render::print(&format!(
             "{name:<8} {:>6} devices  rebalance {:>8.3}s  balance {:>6.3}%  dispersion {:>6.3}%  moved {:>9}{}",
             p.devices,
             p.seconds,
@@ -235,13 +235,13 @@ fn print_text(s: &Simulation) {
             } else {
                 String::new()
             }
-        );
+        ));
     };
     line("initial", &s.first);
     if let Some(g) = &s.grow {
         line("grown", g);
     }
     if let Some(ns) = s.lookup_ns {
-        println!("lookup   {ns:.1} ns per name (hash + primaries)");
+        render::print(&format!("lookup   {ns:.1} ns per name (hash + primaries)"));
     }
 }

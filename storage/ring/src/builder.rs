@@ -328,16 +328,6 @@ impl RingBuilder {
         })
     }
 
-    /// True if any partition-replica is unassigned or on a device being removed.
-    pub fn needs_rebalance(&self) -> bool {
-        self.dirty
-            || self
-                .assignment
-                .iter()
-                .flatten()
-                .any(|&d| d == NO_DEVICE || self.is_pending_removal(d))
-    }
-
     fn device_mut(&mut self, id: DeviceId) -> Result<&mut Device> {
         self.devices
             .get_mut(usize::from(id))
