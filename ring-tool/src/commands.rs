@@ -1,12 +1,9 @@
 //! One function per builder-file command.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cairn_ring::{
-    Device, DeviceId, NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder,
-};
+use cairn_ring::{Device, DeviceId, NewDevice, PartitionRing, PathHasher, RingBuilder};
 use serde_json::json;
 
 use crate::cli::{AddArgs, Command, EXIT_WARNING, LookupArgs};
@@ -321,25 +318,7 @@ fn add(b: &mut RingBuilder, args: AddArgs) -> Result<(serde_json::Value, String)
 fn rebalance(path: &Path, seed: Option<u64>, json: bool) -> Result<u8> {
     let mut b = files::load_builder(path)?;
     let seed = seed.unwrap_or(b.version());
-    let bar = render::progress_bar(b.partitions());
-    let started = Instant::now();
-    let outcome = b.rebalance_with_progress(
-        RebalanceOptions {
-            seed,
-            now_minutes: files::now_minutes(),
-        },
-        &mut |p| {
-            if let Some(bar) = &bar {
-                bar.set_length(u64::from(p.total));
-                bar.set_position(u64::from(p.done));
-                bar.set_message(p.stage);
-            }
-        },
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let (outcome, seconds) = render::rebalance_with_progress_bar(&mut b, seed)?;
     let ring = PartitionRing::compile(&b)?;
     let ring_path = files::ring_path_for(path);
     files::backup(path)?;

@@ -4,7 +4,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::Path;
 
-use cairn_ring::{AssignmentReport, DeviceReport, PartitionRing, RingBuilder};
+use std::time::Instant;
+
+use cairn_ring::{
+    AssignmentReport, DeviceReport, PartitionRing, RebalanceOptions, RebalanceOutcome, RingBuilder,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -219,8 +223,34 @@ pub fn print(text: &str) {
     let _ = writeln!(out, "{text}");
 }
 
+/// Rebalances now with `seed`, showing a progress bar on a terminal; returns what it did and
+/// how many seconds it took.
+pub fn rebalance_with_progress_bar(
+    b: &mut RingBuilder,
+    seed: u64,
+) -> cairn_ring::Result<(RebalanceOutcome, f64)> {
+    let bar = progress_bar(b.partitions());
+    let started = Instant::now();
+    let opts = RebalanceOptions {
+        seed,
+        now_minutes: crate::files::now_minutes(),
+    };
+    let outcome = b.rebalance_with_progress(opts, &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_length(u64::from(p.total));
+            bar.set_position(u64::from(p.done));
+            bar.set_message(p.stage);
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok((outcome, seconds))
+}
+
 /// A progress bar on a terminal for rebalances big enough to notice; none otherwise.
-pub fn progress_bar(partitions: u32) -> Option<ProgressBar> {
+fn progress_bar(partitions: u32) -> Option<ProgressBar> {
     if partitions < (1 << 16) {
         return None;
     }

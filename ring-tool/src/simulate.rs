@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use cairn_ring::{NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder};
+use cairn_ring::{NewDevice, PartitionRing, PathHasher, RingBuilder};
 use serde::Serialize;
 
 use crate::cli::{EXIT_WARNING, SimulateArgs};
@@ -155,25 +155,7 @@ pub fn run(a: &SimulateArgs, json: bool) -> Result<u8> {
 }
 
 fn phase(b: &mut RingBuilder, seed: u64, ideal_moved: u64) -> Result<Phase> {
-    let bar = render::progress_bar(b.partitions());
-    let started = Instant::now();
-    let outcome = b.rebalance_with_progress(
-        RebalanceOptions {
-            seed,
-            now_minutes: files::now_minutes(),
-        },
-        &mut |p| {
-            if let Some(bar) = &bar {
-                bar.set_length(u64::from(p.total));
-                bar.set_position(u64::from(p.done));
-                bar.set_message(p.stage);
-            }
-        },
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let (outcome, seconds) = render::rebalance_with_progress_bar(b, seed)?;
     let report = b.report();
     Ok(Phase {
         devices: b.devices().count(),

@@ -159,3 +159,53 @@ fn check_shape(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Payloads that pass the container checks (valid digest) but hold garbage reach the
+        /// decoder itself: it must refuse them, never panic or allocate without bound.
+        #[test]
+        fn garbage_behind_a_valid_digest_is_refused(payload in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let ring = file::seal(FileKind::Ring, &payload).unwrap();
+            prop_assert!(PartitionRing::from_bytes(&ring).is_err());
+            let builder = file::seal(FileKind::Builder, &payload).unwrap();
+            prop_assert!(RingBuilder::from_bytes(&builder).is_err());
+        }
+
+        /// Arbitrary bytes, with or without a correct magic, are refused.
+        #[test]
+        fn arbitrary_bytes_are_refused(mut bytes in prop::collection::vec(any::<u8>(), 0..512), magic in any::<bool>()) {
+            if magic && bytes.len() >= 8 {
+                bytes[..8].copy_from_slice(b"CAIRNRNG");
+            }
+            prop_assert!(PartitionRing::from_bytes(&bytes).is_err());
+            prop_assert!(RingBuilder::from_bytes(&bytes).is_err());
+        }
+    }
+
+    /// A well-formed record whose tables disagree with its devices is refused too.
+    #[test]
+    fn inconsistent_tables_are_refused() {
+        let mut w = PayloadWriter::new();
+        w.record(
+            FileKind::Ring,
+            &RingRecord {
+                version: 1,
+                part_power: 2,
+                replicas: 1.0,
+                devices: vec![],
+            },
+        )
+        .unwrap();
+        w.u16s(&[0, 0, 0, 0]); // device 0 does not exist
+        let err =
+            PartitionRing::from_bytes(&file::seal(FileKind::Ring, &w.buf).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("missing device"), "{err}");
+    }
+}
