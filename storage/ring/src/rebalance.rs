@@ -67,6 +67,10 @@ const STAGES_PER_LEVEL: u32 = 4;
 const PROGRESS_TOTAL: u32 = 4 * STAGES_PER_LEVEL;
 /// Children of one tier beyond which picking the largest deficit uses a heap.
 const LINEAR_PICK_MAX: usize = 16;
+/// Children whose deficit is this close to the largest are equally good picks: choosing
+/// among them at random keeps placement from falling into a cycle that pairs the same tiers of
+/// different failure domains (which costs extra moves at the next rebalance).
+const NEAR_MAX_DEFICIT: i64 = 1;
 /// Tiers the lookahead may visit per question.
 const LOOKAHEAD_BUDGET: u32 = 64;
 /// Children `pick_child` tries before settling for the largest deficit.
@@ -525,11 +529,13 @@ impl<'a> Placement<'a> {
             quota.push(self.apportion(level, &items, &vec![0; tree.levels[level].len()]));
         }
         let mut load: Vec<Vec<i64>> = tree.levels.iter().map(|l| vec![0; l.len()]).collect();
-        let mut pickers: Vec<Vec<Option<ChildPicker>>> = tree
+        let mut decks: Vec<Vec<Option<Deck>>> = tree
             .levels
             .iter()
             .map(|l| (0..l.len()).map(|_| None).collect())
             .collect();
+        let mut deck_rng = SplitMix64::new(self.salt);
+        let mut fallbacks = 0u64;
         let mut ps = PartitionSlots::default();
         let mut path = [[0 as TierIdx; 5]; SLOTS_MAX];
         let step = (self.parts / 16).max(1);
@@ -553,41 +559,27 @@ impl<'a> Placement<'a> {
                         ps.parent[k] = route[level - 1];
                         ps.child[k] = (k < j).then_some(route[level]);
                     }
-                    let picker = pickers[level - 1][parent as usize].get_or_insert_with(|| {
+                    let (blocked, n_blocked) = self.blocked_children(level, parent, &ps);
+                    let deck = decks[level - 1][parent as usize].get_or_insert_with(|| {
                         let (a, b) = tree.levels[level - 1].children[parent as usize];
-                        ChildPicker::new(
-                            a,
-                            b,
-                            &load[level],
-                            &quota[level],
-                            &tree.levels[level].share,
-                            &self.tiebreak[level],
-                        )
+                        Deck::shuffled(a..b, &quota[level], &mut deck_rng)
                     });
-                    let c = self.pick_child(
-                        level,
-                        parent,
-                        s,
-                        &ps,
-                        picker,
-                        &load[level],
-                        &quota[level],
-                        false,
-                    )?;
+                    let c = match deck.draw(&blocked[..n_blocked]) {
+                        Some(c) => c,
+                        None => {
+                            fallbacks += 1;
+                            self.fallback_child(level, parent, &ps, &load[level], &quota[level])?
+                        }
+                    };
                     load[level][c as usize] += 1;
-                    picker.took(c, load[level][c as usize], quota[level][c as usize]);
                     path[j][level] = c;
                 }
                 self.place(s, 4, path[j][4]);
             }
         }
-        self.caps_respected = true;
-        Ok(load
-            == quota[..]
-                .iter()
-                .enumerate()
-                .map(|(l, q)| if l == 0 { vec![0] } else { q.clone() })
-                .collect::<Vec<_>>())
+        // A fallback may have gone past a cap; then the level passes check dispersion too.
+        self.caps_respected = fallbacks == 0;
+        Ok(fallbacks == 0 && (1..=4).all(|l| load[l] == quota[l]))
     }
 
     fn run_level(&mut self, level: usize, progress: &mut dyn FnMut(ProgressStep)) -> Result<()> {
@@ -633,6 +625,7 @@ impl<'a> Placement<'a> {
         self.place_pending(level, &mut load, &quota)?;
         report(progress, 3, "place");
         self.repair_balance(level, &mut load, &quota);
+        self.repair_two_hop(level, &mut load, &quota);
         report(progress, 4, "repair");
         Ok(())
     }
@@ -913,6 +906,31 @@ impl<'a> Placement<'a> {
         Ok(())
     }
 
+    /// Children of `parent` that already hold as many replicas of the partition in `ps` as
+    /// their cap allows. Only children holding a replica can be at their cap.
+    fn blocked_children(
+        &self,
+        level: usize,
+        parent: TierIdx,
+        ps: &PartitionSlots,
+    ) -> ([TierIdx; SLOTS_MAX], usize) {
+        let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
+        let held = |c: TierIdx| (0..ps.len).filter(|&k| ps.child[k] == Some(c)).count();
+        let mut blocked = [TierIdx::MAX; SLOTS_MAX];
+        let mut n_blocked = 0;
+        for k in 0..ps.len {
+            if let Some(c) = ps.child[k]
+                && ps.parent[k] == parent
+                && !blocked[..n_blocked].contains(&c)
+                && held(c) >= self.cap(level, c, in_parent)
+            {
+                blocked[n_blocked] = c;
+                n_blocked += 1;
+            }
+        }
+        (blocked, n_blocked)
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "the level's whole working state, kept flat for speed"
@@ -928,23 +946,7 @@ impl<'a> Placement<'a> {
         quota: &[i64],
         lookahead: bool,
     ) -> Result<TierIdx> {
-        let lvl = &self.tree.levels[level];
-        let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
-        let held = |c: TierIdx| (0..ps.len).filter(|&k| ps.child[k] == Some(c)).count();
-        // Only children already holding a replica of this partition can be at their cap;
-        // every other child with a share may take one.
-        let mut blocked = [TierIdx::MAX; SLOTS_MAX];
-        let mut n_blocked = 0;
-        for k in 0..ps.len {
-            if let Some(c) = ps.child[k]
-                && ps.parent[k] == parent
-                && !blocked[..n_blocked].contains(&c)
-                && held(c) >= self.cap(level, c, in_parent)
-            {
-                blocked[n_blocked] = c;
-                n_blocked += 1;
-            }
-        }
+        let (mut blocked, mut n_blocked) = self.blocked_children(level, parent, ps);
         // Multiplicative hashing: enough to vary ties from replica to replica.
         let salt =
             (self.salt ^ ((slot as u64) << 3 | level as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -971,11 +973,24 @@ impl<'a> Placement<'a> {
             // `best` left `c` out of its heap; put it back unchanged.
             picker.took(c, load[c as usize], quota[c as usize]);
         }
-        if let Some(c) = first {
-            return Ok(c);
+        match first {
+            Some(c) => Ok(c),
+            None => self.fallback_child(level, parent, ps, load, quota),
         }
-        // No child may take it within its cap (weights force a tighter spread than the share
-        // allows): fall back to any child with a free weighted device, then any device.
+    }
+
+    /// When no child may take the replica within its cap (weights force a tighter spread than
+    /// the shares allow): any child with a free weighted device, then any device at all.
+    fn fallback_child(
+        &self,
+        level: usize,
+        parent: TierIdx,
+        ps: &PartitionSlots,
+        load: &[i64],
+        quota: &[i64],
+    ) -> Result<TierIdx> {
+        let lvl = &self.tree.levels[level];
+        let held = |c: TierIdx| (0..ps.len).filter(|&k| ps.child[k] == Some(c)).count();
         let (a, b) = self.tree.levels[level - 1].children[parent as usize];
         let best_by = |ok: &dyn Fn(TierIdx) -> bool| {
             (a..b).filter(|&c| ok(c)).max_by_key(|&c| {
@@ -1046,6 +1061,150 @@ impl<'a> Placement<'a> {
             }
         }
     }
+
+    /// Whether partition `p` may take one more replica in child `u` (under `parent`) at `level`.
+    fn has_cap_room(
+        &self,
+        level: usize,
+        p: u32,
+        parent: TierIdx,
+        u: TierIdx,
+        ps: &mut PartitionSlots,
+    ) -> bool {
+        self.partition_slots_into(p, level, ps);
+        let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
+        let held = (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count();
+        held < self.cap(level, u, in_parent)
+    }
+
+    /// When no replica can go straight from a child above quota to one below it (every
+    /// candidate's partition is at its cap there), a chain of two can: a replica moves from
+    /// the over child `a` to a sibling `m`, and another partition's replica moves on from `m`
+    /// to the under child `u`. Two moves buy one unit of balance, so this runs only for what
+    /// the direct repair left, and only under parents with few children.
+    fn repair_two_hop(&mut self, level: usize, load: &mut [i64], quota: &[i64]) {
+        const CHILDREN_MAX: u32 = 64;
+        const ROUNDS_MAX: usize = 4;
+        let tree = self.tree;
+        let par = &tree.levels[level - 1];
+        let mut ps = PartitionSlots::default();
+        let mut other = PartitionSlots::default();
+        for _ in 0..ROUNDS_MAX {
+            let uneven: Vec<bool> = par
+                .children
+                .iter()
+                .map(|&(a, b)| {
+                    b - a <= CHILDREN_MAX
+                        && (a..b).any(|c| load[c as usize] > quota[c as usize])
+                        && (a..b).any(|c| load[c as usize] < quota[c as usize])
+                })
+                .collect();
+            let need: i64 = par
+                .children
+                .iter()
+                .zip(&uneven)
+                .filter(|(_, u)| **u)
+                .map(|(&(a, b), _)| {
+                    (a..b)
+                        .map(|c| (load[c as usize] - quota[c as usize]).max(0))
+                        .sum::<i64>()
+                })
+                .sum();
+            if need == 0 {
+                return;
+            }
+            // Second hops: replicas in a child `m` whose partition has room in an under sibling.
+            let per_child_max = usize::try_from(need)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(4)
+                .saturating_add(16);
+            let mut onward: Vec<Vec<(usize, TierIdx)>> = vec![Vec::new(); tree.levels[level].len()];
+            for i in 0..self.parts {
+                let p = self.order.get(i);
+                self.partition_slots_into(p, level, &mut ps);
+                for j in 0..ps.len {
+                    let (Some(m), s, t) = (ps.child[j], ps.slot[j], ps.parent[j]) else {
+                        continue;
+                    };
+                    if !uneven[t as usize]
+                        || load[m as usize] > quota[m as usize]
+                        || onward[m as usize].len() >= per_child_max
+                        || !self.movable(s)
+                    {
+                        continue;
+                    }
+                    let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == t).count();
+                    let (a, b) = par.children[t as usize];
+                    let to = (a..b).find(|&u| {
+                        u != m
+                            && load[u as usize] < quota[u as usize]
+                            && (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count()
+                                < self.cap(level, u, in_parent)
+                    });
+                    if let Some(u) = to {
+                        onward[m as usize].push((s, u));
+                    }
+                }
+            }
+            // First hops: replicas in over children, into a sibling with onward candidates.
+            let mut progress = 0;
+            for i in 0..self.parts {
+                let p = self.order.get(i);
+                self.partition_slots_into(p, level, &mut ps);
+                for j in 0..ps.len {
+                    let (Some(a), s, t) = (ps.child[j], ps.slot[j], ps.parent[j]) else {
+                        continue;
+                    };
+                    if !uneven[t as usize]
+                        || load[a as usize] <= quota[a as usize]
+                        || !self.movable(s)
+                    {
+                        continue;
+                    }
+                    let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == t).count();
+                    let (lo, hi) = par.children[t as usize];
+                    let mut done = false;
+                    for m in lo..hi {
+                        if m == a
+                            || (0..ps.len).filter(|&k| ps.child[k] == Some(m)).count()
+                                >= self.cap(level, m, in_parent)
+                        {
+                            continue;
+                        }
+                        while let Some((s2, u)) = onward[m as usize].pop() {
+                            let q = self.partition_of(s2) as u32;
+                            let valid = q != p
+                                && self.tier_at(s2, level) == Some(m)
+                                && load[u as usize] < quota[u as usize]
+                                && self.movable(s2)
+                                && self.has_cap_room(level, q, t, u, &mut other);
+                            if !valid {
+                                continue;
+                            }
+                            self.mark_moving(s);
+                            self.place(s, level, m);
+                            self.mark_moving(s2);
+                            self.place(s2, level, u);
+                            load[a as usize] -= 1;
+                            load[u as usize] += 1;
+                            progress += 1;
+                            done = true;
+                            break;
+                        }
+                        if done {
+                            break;
+                        }
+                    }
+                    if done {
+                        break; // `ps` is stale for this partition now
+                    }
+                }
+            }
+            if progress == 0 {
+                return;
+            }
+        }
+    }
 }
 
 /// Picks, among one parent's children, the one with the largest deficit (quota − load) that
@@ -1092,28 +1251,32 @@ impl ChildPicker {
         }
     }
 
-    /// The child with the largest deficit that has a share and is not `blocked`; ties are
-    /// broken by `salt` (seeded per replica). A fixed tie order makes placement
+    /// A child with a share, not `blocked`, with the largest deficit or (few children) one
+    /// within [`NEAR_MAX_DEFICIT`] of it; `salt` (seeded per replica) decides among equals. A fixed tie order makes placement
     /// cyclic, which lines up partitions of one kind on the same devices and costs extra
     /// moves at the next rebalance.
     fn best(&mut self, blocked: &[TierIdx], salt: u64) -> Option<TierIdx> {
         let a = self.a;
         let Some(heap) = &mut self.heap else {
-            // Ties go to the first child met, scanning from a salt-chosen start.
+            // Any child within NEAR_MAX_DEFICIT of the largest deficit (but still under quota
+            // if the largest is), the first met scanning from a salt-chosen start.
             let k = (self.b - a) as usize;
+            let allowed =
+                |i: usize| self.share_positive[i] && !blocked.contains(&(a + i as TierIdx));
+            let top = (0..k)
+                .filter(|&i| allowed(i))
+                .map(|i| self.deficit[i])
+                .max()?;
+            let floor = if top > 0 {
+                (top - NEAR_MAX_DEFICIT).max(1)
+            } else {
+                top
+            };
             let start = ((salt >> 32) as usize) % k;
-            let mut best: Option<(i64, TierIdx)> = None;
-            for step in 0..k {
-                let i = (start + step) % k;
-                let c = a + i as TierIdx;
-                if !self.share_positive[i] || blocked.contains(&c) {
-                    continue;
-                }
-                if best.is_none_or(|b| self.deficit[i] > b.0) {
-                    best = Some((self.deficit[i], c));
-                }
-            }
-            return best.map(|b| b.1);
+            return (0..k)
+                .map(|step| (start + step) % k)
+                .find(|&i| allowed(i) && self.deficit[i] >= floor)
+                .map(|i| a + i as TierIdx);
         };
         let mut skipped: [(i64, u32, Reverse<TierIdx>); SLOTS_MAX] =
             [(0, 0, Reverse(0)); SLOTS_MAX];
@@ -1160,4 +1323,38 @@ fn mix(salt: u64, c: TierIdx) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// One parent's children, each as many times as its quota, shuffled: dealing from it places a
+/// new ring's replicas at exactly the quotas, in an order that pairs nothing systematically.
+struct Deck {
+    cards: Vec<TierIdx>,
+    next: usize,
+}
+
+/// How far past the top card `Deck::draw` looks for one the partition may take.
+const DECK_LOOKAHEAD: usize = 64;
+
+impl Deck {
+    fn shuffled(children: std::ops::Range<TierIdx>, quota: &[i64], rng: &mut SplitMix64) -> Self {
+        let mut cards = Vec::new();
+        for c in children {
+            let n = usize::try_from(quota[c as usize].max(0)).unwrap_or(0);
+            cards.extend(std::iter::repeat_n(c, n));
+        }
+        for i in (1..cards.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            cards.swap(i, j);
+        }
+        Self { cards, next: 0 }
+    }
+
+    /// The first card not in `blocked`, moved to the top and dealt.
+    fn draw(&mut self, blocked: &[TierIdx]) -> Option<TierIdx> {
+        let end = self.cards.len().min(self.next + DECK_LOOKAHEAD);
+        let i = (self.next..end).find(|&i| !blocked.contains(&self.cards[i]))?;
+        self.cards.swap(i, self.next);
+        self.next += 1;
+        Some(self.cards[self.next - 1])
+    }
 }
