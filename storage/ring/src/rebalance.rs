@@ -179,7 +179,9 @@ struct Placement<'a> {
     /// placement pass visits their partitions instead of all partitions.
     moving_slots: Vec<usize>,
     /// No partition exceeds a cap: set after a fresh placement, which never breaks one.
-    caps_respected: bool,
+    /// Partitions that may exceed a cap: `None` means any (check all), `Some(list)` only
+    /// those listed (after a fresh placement, the ones that needed a fallback).
+    cap_suspects: Option<Vec<u32>>,
     lock_on_move: bool,
     /// Placed replicas per device tier, and each device's target count: which replica a tier
     /// sheds is chosen by how far its device is over target, so shedding at one level
@@ -283,7 +285,7 @@ impl<'a> Placement<'a> {
             locked,
             moving_in_partition,
             moving_slots,
-            caps_respected: false,
+            cap_suspects: None,
             lock_on_move,
             dev_load,
             dev_target,
@@ -529,13 +531,14 @@ impl<'a> Placement<'a> {
             quota.push(self.apportion(level, &items, &vec![0; tree.levels[level].len()]));
         }
         let mut load: Vec<Vec<i64>> = tree.levels.iter().map(|l| vec![0; l.len()]).collect();
-        let mut decks: Vec<Vec<Option<Deck>>> = tree
+        let mut samplers: Vec<Vec<Option<QuotaSampler>>> = tree
             .levels
             .iter()
             .map(|l| (0..l.len()).map(|_| None).collect())
             .collect();
-        let mut deck_rng = SplitMix64::new(self.salt);
+        let mut rng = SplitMix64::new(self.salt);
         let mut fallbacks = 0u64;
+        let mut fallback_partitions: Vec<u32> = Vec::new();
         let mut ps = PartitionSlots::default();
         let mut path = [[0 as TierIdx; 5]; SLOTS_MAX];
         let step = (self.parts / 16).max(1);
@@ -552,22 +555,24 @@ impl<'a> Placement<'a> {
             for (j, s) in range.clone().enumerate() {
                 for level in 1..=4 {
                     let parent = path[j][level - 1];
-                    // The replicas of `p` routed so far, seen at this level.
-                    ps.len = j + 1;
-                    for (k, route) in path.iter().enumerate().take(j + 1) {
-                        ps.slot[k] = range.start + k;
-                        ps.parent[k] = route[level - 1];
-                        ps.child[k] = (k < j).then_some(route[level]);
-                    }
-                    let (blocked, n_blocked) = self.blocked_children(level, parent, &ps);
-                    let deck = decks[level - 1][parent as usize].get_or_insert_with(|| {
+                    // Only another replica of `p` already in this parent can block a child.
+                    let shared = path[..j].iter().any(|route| route[level - 1] == parent);
+                    let (blocked, n_blocked) = if shared {
+                        routed_so_far(&mut ps, &path, j, level, range.start);
+                        self.blocked_children(level, parent, &ps)
+                    } else {
+                        ([TierIdx::MAX; SLOTS_MAX], 0)
+                    };
+                    let sampler = samplers[level - 1][parent as usize].get_or_insert_with(|| {
                         let (a, b) = tree.levels[level - 1].children[parent as usize];
-                        Deck::shuffled(a..b, &quota[level], &mut deck_rng)
+                        QuotaSampler::new(a..b, &quota[level])
                     });
-                    let c = match deck.draw(&blocked[..n_blocked]) {
+                    let c = match sampler.draw(&blocked[..n_blocked], &mut rng) {
                         Some(c) => c,
                         None => {
                             fallbacks += 1;
+                            fallback_partitions.push(p);
+                            routed_so_far(&mut ps, &path, j, level, range.start);
                             self.fallback_child(level, parent, &ps, &load[level], &quota[level])?
                         }
                     };
@@ -578,7 +583,8 @@ impl<'a> Placement<'a> {
             }
         }
         // A fallback may have gone past a cap; then the level passes check dispersion too.
-        self.caps_respected = fallbacks == 0;
+        fallback_partitions.dedup();
+        self.cap_suspects = Some(fallback_partitions);
         Ok(fallbacks == 0 && (1..=4).all(|l| load[l] == quota[l]))
     }
 
@@ -616,9 +622,7 @@ impl<'a> Placement<'a> {
 
         // A new ring has nothing placed yet, so nothing to shed.
         if load.iter().any(|&l| l > 0) {
-            if !self.caps_respected {
-                self.shed_for_dispersion(level, &mut load);
-            }
+            self.shed_for_dispersion(level, &mut load);
             self.shed_for_balance(level, &mut load, &quota);
         }
         report(progress, 2, "gather");
@@ -671,8 +675,12 @@ impl<'a> Placement<'a> {
     fn shed_for_dispersion(&mut self, level: usize, load: &mut [i64]) {
         let mut ps = PartitionSlots::default();
         let mut shed = Vec::new();
-        for i in 0..self.parts {
-            let p = self.order.get(i);
+        let order = self.order;
+        let visit: Vec<u32> = match &self.cap_suspects {
+            None => (0..self.parts).map(|i| order.get(i)).collect(),
+            Some(list) => list.clone(),
+        };
+        for p in visit {
             self.partition_slots_into(p, level, &mut ps);
             for j in 0..ps.len {
                 let Some(c) = ps.child[j] else { continue };
@@ -681,15 +689,12 @@ impl<'a> Placement<'a> {
                     .count();
                 let cap = self.cap(level, c, in_parent);
                 loop {
-                    let in_child: Vec<usize> =
-                        (0..ps.len).filter(|&k| ps.child[k] == Some(c)).collect();
-                    if in_child.len() <= cap {
+                    let in_child = (0..ps.len).filter(|&k| ps.child[k] == Some(c));
+                    if in_child.clone().count() <= cap {
                         break;
                     }
                     // Of the replicas over the cap, shed the one whose device is most loaded.
                     let pick = in_child
-                        .iter()
-                        .copied()
                         .filter(|&k| {
                             self.slots[ps.slot[k]].dev != NO_DEVICE && self.movable(ps.slot[k])
                         })
@@ -914,10 +919,14 @@ impl<'a> Placement<'a> {
         parent: TierIdx,
         ps: &PartitionSlots,
     ) -> ([TierIdx; SLOTS_MAX], usize) {
-        let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
-        let held = |c: TierIdx| (0..ps.len).filter(|&k| ps.child[k] == Some(c)).count();
         let mut blocked = [TierIdx::MAX; SLOTS_MAX];
         let mut n_blocked = 0;
+        let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
+        if in_parent <= 1 {
+            // The replica being placed is the partition's only one here: nothing is at a cap.
+            return (blocked, n_blocked);
+        }
+        let held = |c: TierIdx| (0..ps.len).filter(|&k| ps.child[k] == Some(c)).count();
         for k in 0..ps.len {
             if let Some(c) = ps.child[k]
                 && ps.parent[k] == parent
@@ -1325,36 +1334,146 @@ fn mix(salt: u64, c: TierIdx) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One parent's children, each as many times as its quota, shuffled: dealing from it places a
-/// new ring's replicas at exactly the quotas, in an order that pairs nothing systematically.
-struct Deck {
-    cards: Vec<TierIdx>,
-    next: usize,
+/// What is left of one parent's children's quotas, dealt at random in proportion to it: the
+/// same as dealing from a shuffled deck holding each child as many times as its quota, without
+/// the deck (at 2^20 partitions a deck is megabytes and shuffling it is all cache misses).
+/// New rings are placed at exactly the quotas, in an order that pairs nothing systematically.
+struct QuotaSampler {
+    a: TierIdx,
+    remaining: Vec<i64>,
+    total: i64,
+    /// Prefix sums over `remaining` for parents with many children.
+    fenwick: Option<Vec<i64>>,
 }
 
-/// How far past the top card `Deck::draw` looks for one the partition may take.
-const DECK_LOOKAHEAD: usize = 64;
-
-impl Deck {
-    fn shuffled(children: std::ops::Range<TierIdx>, quota: &[i64], rng: &mut SplitMix64) -> Self {
-        let mut cards = Vec::new();
-        for c in children {
-            let n = usize::try_from(quota[c as usize].max(0)).unwrap_or(0);
-            cards.extend(std::iter::repeat_n(c, n));
+impl QuotaSampler {
+    fn new(children: std::ops::Range<TierIdx>, quota: &[i64]) -> Self {
+        let a = children.start;
+        let remaining: Vec<i64> = children.map(|c| quota[c as usize].max(0)).collect();
+        let total = remaining.iter().sum();
+        let fenwick = (remaining.len() > LINEAR_PICK_MAX).then(|| {
+            let mut tree = vec![0i64; remaining.len() + 1];
+            for (i, &r) in remaining.iter().enumerate() {
+                let mut k = i + 1;
+                while k < tree.len() {
+                    tree[k] += r;
+                    k += k & k.wrapping_neg();
+                }
+            }
+            tree
+        });
+        Self {
+            a,
+            remaining,
+            total,
+            fenwick,
         }
-        for i in (1..cards.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            cards.swap(i, j);
-        }
-        Self { cards, next: 0 }
     }
 
-    /// The first card not in `blocked`, moved to the top and dealt.
-    fn draw(&mut self, blocked: &[TierIdx]) -> Option<TierIdx> {
-        let end = self.cards.len().min(self.next + DECK_LOOKAHEAD);
-        let i = (self.next..end).find(|&i| !blocked.contains(&self.cards[i]))?;
-        self.cards.swap(i, self.next);
-        self.next += 1;
-        Some(self.cards[self.next - 1])
+    /// Deals one child not in `blocked`, chosen with probability proportional to its remaining
+    /// quota; `None` if only blocked children have quota left.
+    fn draw(&mut self, blocked: &[TierIdx], rng: &mut SplitMix64) -> Option<TierIdx> {
+        let a = self.a;
+        let index = |c: TierIdx| {
+            c.checked_sub(a)
+                .map(|i| i as usize)
+                .filter(|&i| i < self.remaining.len())
+        };
+        let mut skip: [usize; SLOTS_MAX] = [0; SLOTS_MAX];
+        let mut n_skip = 0;
+        for &b in blocked {
+            if let Some(i) = index(b)
+                && self.remaining[i] > 0
+                && !skip[..n_skip].contains(&i)
+            {
+                skip[n_skip] = i;
+                n_skip += 1;
+            }
+        }
+        let blocked_total: i64 = skip[..n_skip].iter().map(|&i| self.remaining[i]).sum();
+        let available = self.total - blocked_total;
+        if available <= 0 {
+            return None;
+        }
+        // Multiply-shift maps 64 random bits onto 0..available without a division.
+        let mut r = ((u128::from(rng.next_u64()) * available as u128) >> 64) as i64;
+        let i = match &self.fenwick {
+            None => (0..self.remaining.len()).find(|&i| {
+                if skip[..n_skip].contains(&i) {
+                    return false;
+                }
+                if r < self.remaining[i] {
+                    return true;
+                }
+                r -= self.remaining[i];
+                false
+            })?,
+            Some(tree) => {
+                // Position `r` among the unblocked quota: step over blocked ranges in order.
+                skip[..n_skip].sort_unstable();
+                for &b in &skip[..n_skip] {
+                    if prefix(tree, b) <= r {
+                        r += self.remaining[b];
+                    } else {
+                        break;
+                    }
+                }
+                lower_bound(tree, r)
+            }
+        };
+        self.remaining[i] -= 1;
+        self.total -= 1;
+        if let Some(tree) = &mut self.fenwick {
+            let mut k = i + 1;
+            while k < tree.len() {
+                tree[k] -= 1;
+                k += k & k.wrapping_neg();
+            }
+        }
+        Some(a + i as TierIdx)
+    }
+}
+
+/// Sum of the first `n` entries of a Fenwick tree.
+fn prefix(tree: &[i64], n: usize) -> i64 {
+    let mut sum = 0;
+    let mut k = n;
+    while k > 0 {
+        sum += tree[k];
+        k -= k & k.wrapping_neg();
+    }
+    sum
+}
+
+/// The index whose range in the prefix sums contains position `r` (0-based).
+fn lower_bound(tree: &[i64], mut r: i64) -> usize {
+    let n = tree.len() - 1;
+    let mut pos = 0;
+    let mut step = n.next_power_of_two();
+    while step > 0 {
+        let next = pos + step;
+        if next <= n && tree[next] <= r {
+            pos = next;
+            r -= tree[next];
+        }
+        step >>= 1;
+    }
+    pos
+}
+
+/// Fills `ps` with the first `j + 1` replicas of a partition being placed fresh, as seen at
+/// `level`: replica `j` is the one being placed (no child yet), the others are routed already.
+fn routed_so_far(
+    ps: &mut PartitionSlots,
+    path: &[[TierIdx; 5]],
+    j: usize,
+    level: usize,
+    first_slot: usize,
+) {
+    ps.len = j + 1;
+    for (k, route) in path.iter().enumerate().take(j + 1) {
+        ps.slot[k] = first_slot + k;
+        ps.parent[k] = route[level - 1];
+        ps.child[k] = (k < j).then_some(route[level]);
     }
 }
