@@ -91,6 +91,9 @@ impl<'a> Scanner<'a> {
             let end = v6
                 .find(']')
                 .context("IPv6 address is missing its closing ']'")?;
+            if end == 0 {
+                bail!("empty IPv6 address '[]' in {:?}", self.s);
+            }
             self.pos += end + 2;
             return Ok(Some(v6[..end].to_string()));
         }
@@ -305,6 +308,23 @@ mod tests {
         assert!(
             parse_search("d1x").is_err() || parse_search("d1x").unwrap().ip.as_deref() == Some("x")
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever an operator types, the parsers answer with a value or an error, never a
+        /// panic; and a parsed add value round-trips through the device's address notation.
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,40}", structured in "(d[0-9]{1,6})?(r[0-9]{1,11})?(z[0-9]{1,11})?-?(\\[[0-9a-f:]{0,8}\\]?|[0-9.]{0,16})(:[0-9]{0,6})?(R[0-9.]{0,9}(:[0-9]{0,6})?)?(/[a-z_]{0,6})?(_.{0,6})?") {
+            for input in [&text, &structured] {
+                let _ = parse_search(input);
+                let _ = parse_change(input);
+                if let Ok(d) = parse_add(input, 1.0) {
+                    let again = parse_add(&format!("r{}z{}-{}:{}/{}", d.region, d.zone,
+                        if d.ip.contains(':') { format!("[{}]", d.ip) } else { d.ip.clone() }, d.port, d.device), 1.0);
+                    proptest::prop_assert!(again.is_ok(), "{input:?} parsed but its address did not");
+                }
+            }
+        }
     }
 
     #[test]
