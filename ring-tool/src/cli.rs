@@ -51,7 +51,7 @@ pub enum Command {
     /// Set weights: set_weight <search-value> <weight> [<search-value> <weight> ...]
     #[command(alias = "set_weight")]
     SetWeight {
-        #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 2.., allow_negative_numbers = true)]
         pairs: Vec<String>,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -113,7 +113,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Pairs of <device> <weight> in swift-ring-builder notation.
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_negative_numbers = true)]
     pub pairs: Vec<String>,
     #[arg(long)]
     pub region: Option<u32>,

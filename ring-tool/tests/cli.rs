@@ -99,7 +99,8 @@ fn operator_walkthrough_with_swift_syntax() {
     );
 
     // Inside min_part_hours nothing may move; pretend it passed and the new node fills up.
-    ok(&[
+    // (Several pairs with --json: scripts and bench/ring add devices this way.)
+    let added = json(&[
         &b,
         "add",
         "r1z1-10.0.1.9:6200/sda",
@@ -107,6 +108,7 @@ fn operator_walkthrough_with_swift_syntax() {
         "r1z2-10.0.2.9:6200/sda",
         "100",
     ]);
+    assert_eq!(added["added"].as_array().unwrap().len(), 2);
     let blocked = run(&[&b, "rebalance", "--json"]);
     assert_eq!(
         blocked.code, 1,
@@ -242,6 +244,7 @@ fn bad_input_gets_a_precise_error_and_changes_nothing() {
             vec![b.as_str(), "add", "r1z1-10.0.0.1:6200/sdq", "-5"],
             ">= 0",
         ),
+        (vec![b.as_str(), "set_weight", "d0", "-5", "--json"], ">= 0"),
         (
             vec![b.as_str(), "set_weight", "d99", "10"],
             "no device matches",
