@@ -244,7 +244,7 @@ fn select(b: &RingBuilder, search: &str, yes: bool) -> Result<Vec<DeviceId>> {
     match found.len() {
         0 => bail!("no device matches {search:?}: see `ring-tool <builder> show`"),
         1 => Ok(found),
-        n if yes => Ok(found.into_iter().take(n).collect()),
+        _ if yes => Ok(found),
         n => bail!(
             "{search:?} matches {n} devices ({}): pass --yes to apply to all of them",
             ids(&found)

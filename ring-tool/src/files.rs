@@ -1,5 +1,6 @@
 //! Reading and durably writing builder and ring files.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,7 +66,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let mut tmp_name = OsStringExt::from(".");
+    let mut tmp_name = OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
@@ -122,5 +123,3 @@ pub fn now_minutes() -> u32 {
         .unwrap_or(0);
     u32::try_from(secs / 60).unwrap_or(u32::MAX)
 }
-
-type OsStringExt = std::ffi::OsString;

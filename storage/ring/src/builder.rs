@@ -22,7 +22,8 @@ pub struct RingBuilder {
     /// Same shape: minutes since the Unix epoch when that partition-replica last moved
     /// (0 = never, or forgotten by `pretend_min_part_hours_passed`).
     pub(crate) last_moved: Vec<Vec<u32>>,
-    /// Bumped on every change; a compiled ring carries the version it was built from.
+    /// Bumped on every change nodes would see; a compiled ring carries the version it was
+    /// built from.
     pub(crate) version: u64,
     /// Changes since the last rebalance that the assignment does not reflect yet.
     pub(crate) dirty: bool,
@@ -186,8 +187,9 @@ impl RingBuilder {
         Ok(())
     }
 
-    /// Changes a device's addresses, name or meta (not its failure domain: that is a remove
-    /// and an add, because data must move).
+    /// Changes a device's addresses, name or meta. Region and zone stay: changing those moves
+    /// data, so it is a remove and an add. A new IP puts the device on another node (a node is
+    /// region, zone and IP, as in Swift), so the next rebalance may move replicas for dispersion.
     pub fn set_info(&mut self, id: DeviceId, info: DeviceInfo) -> Result<()> {
         if let Some(ip) = &info.ip {
             device::validate_host("ip", ip)?;
@@ -201,7 +203,14 @@ impl RingBuilder {
         if let Some(meta) = &info.meta {
             device::validate_meta(meta)?;
         }
+        if info.port == Some(0) || info.replication_port == Some(0) {
+            return Err(RingError::InvalidDeviceField {
+                field: "port",
+                reason: "is 0".into(),
+            });
+        }
         let current = self.device(id).ok_or(RingError::NoSuchDevice(id))?.clone();
+        let node_changes = info.ip.as_ref().is_some_and(|ip| *ip != current.ip);
         let (ip, port, name) = (
             info.ip.clone().unwrap_or(current.ip.clone()),
             info.port.unwrap_or(current.port),
@@ -231,7 +240,11 @@ impl RingBuilder {
         if let Some(v) = info.meta {
             d.meta = v;
         }
-        self.version += 1;
+        if node_changes {
+            self.touch();
+        } else {
+            self.version += 1;
+        }
         Ok(())
     }
 
@@ -244,9 +257,9 @@ impl RingBuilder {
         Ok(())
     }
 
+    /// Builder-only: nodes never see it, so the ring version does not change.
     pub fn set_min_part_hours(&mut self, hours: u32) {
         self.min_part_hours = hours;
-        self.version += 1;
     }
 
     /// Changes the replica count; the next rebalance places new replicas or forgets dropped ones.
@@ -263,7 +276,6 @@ impl RingBuilder {
         for row in &mut self.last_moved {
             row.fill(0);
         }
-        self.version += 1;
     }
 
     /// Partition-replicas assigned to each device id (index = id).
