@@ -172,31 +172,46 @@ impl Dispersion {
         }
         let max_replicas = max_replicas_by_tier(&sorted, &index, replicas, weight_of);
 
+        // Per-tier facts the per-partition loop needs, flat: the caps are whole numbers
+        // (ceil of a division, or at most 1 for a device).
+        let max_whole: Vec<u32> = max_replicas.iter().map(|&m| m.max(0.0) as u32).collect();
         let width = replicas.ceil() as usize + 1;
         let mut histogram = vec![0u64; keys.len() * width];
         let mut at_risk = 0u64;
-        let mut touched: Vec<(usize, u32)> = Vec::with_capacity(4 * width);
+        // Per partition, the distinct tiers its replicas touch at each level with their counts.
+        // Tiers of different levels never coincide, so each level is searched on its own.
+        const REPLICAS_MAX: usize = 32;
+        let mut tier_at: [[usize; REPLICAS_MAX]; 4] = [[0; REPLICAS_MAX]; 4];
+        let mut count_at: [[u32; REPLICAS_MAX]; 4] = [[0; REPLICAS_MAX]; 4];
         for p in 0..parts as usize {
-            touched.clear();
+            let mut len = [0usize; 4];
             for row in rows {
                 let Some(&d) = row.get(p) else { break };
                 let Some(tiers) = dev_tiers.get(usize::from(d)) else {
                     continue;
                 };
-                for &t in tiers {
-                    match touched.iter_mut().find(|(x, _)| *x == t) {
-                        Some((_, n)) => *n += 1,
-                        None => touched.push((t, 1)),
+                for (level, &t) in tiers.iter().enumerate() {
+                    let n = len[level];
+                    match tier_at[level][..n].iter().position(|&x| x == t) {
+                        Some(i) => count_at[level][i] += 1,
+                        None if n < REPLICAS_MAX => {
+                            tier_at[level][n] = t;
+                            count_at[level][n] = 1;
+                            len[level] += 1;
+                        }
+                        None => {}
                     }
                 }
             }
             let mut risk_by_level = [0u32; 4];
-            for &(t, n) in &touched {
-                histogram[t * width + (n as usize).min(width - 1)] += 1;
-                let max = max_replicas[t];
-                if f64::from(n) > max {
-                    let level = keys[t].0.level();
-                    risk_by_level[level] += (f64::from(n) - max).ceil() as u32;
+            for level in 0..4 {
+                for i in 0..len[level] {
+                    let (t, n) = (tier_at[level][i], count_at[level][i]);
+                    histogram[t * width + (n as usize).min(width - 1)] += 1;
+                    let max = max_whole[t];
+                    if n > max {
+                        risk_by_level[level] += n - max;
+                    }
                 }
             }
             at_risk += u64::from(risk_by_level.iter().copied().max().unwrap_or(0));
