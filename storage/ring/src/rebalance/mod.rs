@@ -473,17 +473,39 @@ impl<'a> Placement<'a> {
         // Quotas from what each parent actually holds.
         let mut items = vec![0u64; par.len()];
         let mut load = vec![0i64; lvl.len()];
+        // While counting, note the partitions that could be over a cap: only two replicas in
+        // one child, or one in a child with no share, can be (every other child's cap is >= 1).
+        let mut suspects: Vec<u32> = Vec::new();
         for p in 0..self.parts {
+            let mut seen = [TierIdx::MAX; SLOTS_MAX];
+            let mut n_seen = 0;
+            let mut suspect = false;
             for s in self.slot_range(p) {
                 let slot = self.slots[s];
                 if slot.dev != NO_DEVICE {
+                    let c = tree.dev_tier[level][usize::from(slot.dev)];
                     items[tree.dev_tier[level - 1][usize::from(slot.dev)] as usize] += 1;
-                    load[tree.dev_tier[level][usize::from(slot.dev)] as usize] += 1;
+                    load[c as usize] += 1;
+                    suspect |= lvl.share[c as usize] <= 0.0
+                        || lvl.weighted_devices[c as usize] == 0
+                        || seen[..n_seen].contains(&c);
+                    seen[n_seen] = c;
+                    n_seen += 1;
                 } else {
                     debug_assert_eq!(usize::from(slot.pend_level), level - 1);
                     items[slot.pend_tier as usize] += 1;
                 }
             }
+            if suspect {
+                suspects.push(p);
+            }
+        }
+        if let Some(listed) = &self.cap_suspects {
+            suspects.clone_from(listed);
+        } else {
+            // Visit them in the rebalance's partition order.
+            let start = self.order.get(0);
+            suspects.sort_unstable_by_key(|&p| p.wrapping_sub(start) & (self.parts - 1));
         }
         let quota = self.apportion(level, &items, &load);
         self.refresh_tier_loads();
@@ -491,7 +513,7 @@ impl<'a> Placement<'a> {
 
         // A new ring has nothing placed yet, so nothing to shed.
         if load.iter().any(|&l| l > 0) {
-            self.shed_for_dispersion(level, &mut load);
+            self.shed_for_dispersion(level, &mut load, &suspects);
             self.shed_for_balance(level, &mut load, &quota);
         }
         report(progress, 2, "gather");

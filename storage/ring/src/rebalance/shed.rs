@@ -66,15 +66,11 @@ impl Placement<'_> {
         self.dev_load[t] as f64 - self.dev_target[t]
     }
 
-    pub(super) fn shed_for_dispersion(&mut self, level: usize, load: &mut [i64]) {
+    /// Unplaces replicas over a cap, among the partitions in `suspects` (those that could be).
+    pub(super) fn shed_for_dispersion(&mut self, level: usize, load: &mut [i64], suspects: &[u32]) {
         let mut ps = PartitionSlots::default();
         let mut shed = Vec::new();
-        let order = self.order;
-        let visit: Vec<u32> = match &self.cap_suspects {
-            None => (0..self.parts).map(|i| order.get(i)).collect(),
-            Some(list) => list.clone(),
-        };
-        for p in visit {
+        for &p in suspects {
             self.partition_slots_into(p, level, &mut ps);
             for j in 0..ps.len {
                 let Some(c) = ps.child[j] else { continue };
@@ -164,6 +160,18 @@ impl Placement<'_> {
         let tree = self.tree;
         let mut ps = PartitionSlots::default();
         let mut over: i64 = load.iter().zip(quota).map(|(l, q)| (l - q).max(0)).sum();
+        // Children below quota per parent: the only places a shed replica can go. Shedding
+        // lowers only children above quota, so the lists hold for the whole pass.
+        let par = &tree.levels[level - 1];
+        let under: Vec<Vec<TierIdx>> = par
+            .children
+            .iter()
+            .map(|&(a, b)| {
+                (a..b)
+                    .filter(|&u| load[u as usize] < quota[u as usize])
+                    .collect()
+            })
+            .collect();
         for pass in 0..3 {
             for i in 0..self.parts {
                 if over == 0 {
@@ -193,7 +201,7 @@ impl Placement<'_> {
                         let Some(j) = (0..ps.len).find(|&j| ps.slot[j] == s) else {
                             continue;
                         };
-                        if !self.room_elsewhere(level, &ps, j, load, quota) {
+                        if !self.room_elsewhere(level, &ps, j, &under) {
                             continue;
                         }
                     }
@@ -209,23 +217,20 @@ impl Placement<'_> {
         }
     }
 
-    /// Whether a sibling of slot `j`'s child, below its quota, could take a replica of the
-    /// partition without exceeding its cap.
+    /// Whether a sibling of slot `j`'s child, among those below quota (`under`, per parent),
+    /// could take a replica of the partition without exceeding its cap, and pass it on down.
     pub(super) fn room_elsewhere(
         &self,
         level: usize,
         ps: &PartitionSlots,
         j: usize,
-        load: &[i64],
-        quota: &[i64],
+        under: &[Vec<TierIdx>],
     ) -> bool {
         let parent = ps.parent[j];
         let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
-        let (a, b) = self.tree.levels[level - 1].children[parent as usize];
         let p = self.partition_of(ps.slot[j]) as u32;
-        (a..b).any(|u| {
+        under[parent as usize].iter().any(|&u| {
             Some(u) != ps.child[j]
-                && load[u as usize] < quota[u as usize]
                 && (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count()
                     < self.cap(level, u, in_parent)
                 && self.room_below(level, u, p, &mut LOOKAHEAD_BUDGET.clone())
