@@ -40,10 +40,10 @@ impl Placement<'_> {
         false
     }
 
-    /// Whether every tier below `level` on placed slot `s`'s path holds more than its share
-    /// of `quota`, the new quota of the slot's tier at `level`: shedding such replicas brings
-    /// the child to quota with the tiers below it already even.
-    pub(super) fn over_projection(&self, level: usize, s: usize, quota: i64) -> bool {
+    /// Whether every tier below `level` on placed slot `s`'s path holds more than `slack`
+    /// above its share of `quota`, the new quota of the slot's tier at `level`: shedding such
+    /// replicas brings the child to quota with the tiers below it already even.
+    pub(super) fn over_projection(&self, level: usize, s: usize, quota: i64, slack: f64) -> bool {
         let tree = self.tree;
         let dev = usize::from(self.slots[s].dev);
         let c = tree.dev_tier[level][dev] as usize;
@@ -54,9 +54,7 @@ impl Placement<'_> {
         (level + 1..=4).all(|below| {
             let t = tree.dev_tier[below][dev] as usize;
             let projected = quota as f64 * tree.levels[below].target[t] / base;
-            // Down to the nearest whole replica, not below it: the next level's integer
-            // quotas round the same way.
-            self.tier_load[below][t] as f64 > projected + 0.5
+            self.tier_load[below][t] as f64 > projected + slack
         })
     }
 
@@ -151,11 +149,13 @@ impl Placement<'_> {
         }
     }
 
-    /// Sheds replicas from children above quota. Three passes, each less choosy: first
-    /// replicas whose tiers below are over their share of the child's new quota, in
-    /// partitions with nothing else moving (so no partition loses two replicas where one will
-    /// do), and whose partition some sibling below quota could take; then any replica in such
-    /// partitions; then any movable one.
+    /// Sheds replicas from children above quota. Four passes, each less choosy. The first
+    /// three take only replicas in partitions with nothing else moving (so no partition loses
+    /// two replicas where one will do) and whose partition some sibling below quota can take:
+    /// first replicas whose tiers below all hold more than their share of the child's new
+    /// quota rounded to a whole replica, then more than their exact share (so the last few
+    /// come from the tiers the next level's rounding would take them from), then any. The
+    /// last pass takes any movable replica.
     pub(super) fn shed_for_balance(&mut self, level: usize, load: &mut [i64], quota: &[i64]) {
         let tree = self.tree;
         let mut ps = PartitionSlots::default();
@@ -172,13 +172,13 @@ impl Placement<'_> {
                     .collect()
             })
             .collect();
-        for pass in 0..3 {
+        for pass in 0..4 {
             for i in 0..self.parts {
                 if over == 0 {
                     return;
                 }
                 let p = self.order.get(i);
-                if pass < 2 && self.moving_in_partition[p as usize] > 0 {
+                if pass < 3 && self.moving_in_partition[p as usize] > 0 {
                     continue;
                 }
                 let mut loaded = false;
@@ -188,12 +188,17 @@ impl Placement<'_> {
                         continue;
                     }
                     let c = tree.dev_tier[level][usize::from(d)] as usize;
+                    let slack = match pass {
+                        0 => Some(0.5),
+                        1 => Some(0.0),
+                        _ => None,
+                    };
                     if load[c] <= quota[c]
-                        || (pass == 0 && !self.over_projection(level, s, quota[c]))
+                        || slack.is_some_and(|x| !self.over_projection(level, s, quota[c], x))
                     {
                         continue;
                     }
-                    if pass < 2 {
+                    if pass < 3 {
                         if !loaded {
                             self.partition_slots_into(p, level, &mut ps);
                             loaded = true;
@@ -209,7 +214,7 @@ impl Placement<'_> {
                     self.unplace(s, level, parent);
                     load[c] -= 1;
                     over -= 1;
-                    if pass < 2 {
+                    if pass < 3 {
                         break;
                     }
                 }
