@@ -36,6 +36,8 @@ pub struct Summary {
     pub required_overload: Option<f64>,
     pub unassigned: u64,
     pub ring_file_up_to_date: Option<bool>,
+    /// Devices or parameters changed since the last rebalance.
+    pub changed_since_rebalance: Option<bool>,
 }
 
 impl Summary {
@@ -50,6 +52,7 @@ impl Summary {
         s.overload = Some(b.overload() * 100.0);
         s.required_overload = Some(required_overload * 100.0);
         s.ring_file_up_to_date = ring_current;
+        s.changed_since_rebalance = Some(b.is_dirty());
         s
     }
 
@@ -95,6 +98,7 @@ impl Summary {
             required_overload: None,
             unassigned: r.unassigned,
             ring_file_up_to_date: None,
+            changed_since_rebalance: None,
         }
     }
 }
@@ -124,6 +128,9 @@ pub fn show(path: &Path, s: &Summary, r: &AssignmentReport) -> String {
             out,
             "The overload factor is {o:.2}% (required for full dispersion: {req:.2}%)"
         );
+    }
+    if s.changed_since_rebalance == Some(true) {
+        out.push_str("Devices or parameters changed since the last rebalance: run rebalance\n");
     }
     if s.unassigned > 0 {
         let _ = writeln!(

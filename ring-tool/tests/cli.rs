@@ -91,6 +91,7 @@ fn operator_walkthrough_with_swift_syntax() {
     assert_eq!(show["summary"]["devices"], 12);
     assert_eq!(show["summary"]["zones"], 2);
     assert_eq!(show["summary"]["ring_file_up_to_date"], true);
+    assert_eq!(show["summary"]["changed_since_rebalance"], false);
     assert_eq!(show["devices"].as_array().unwrap().len(), 12);
     let text = ok(&[&b]).stdout; // no command means show
     assert!(
@@ -109,6 +110,10 @@ fn operator_walkthrough_with_swift_syntax() {
         "100",
     ]);
     assert_eq!(added["added"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&[&b, "show"])["summary"]["changed_since_rebalance"],
+        true
+    );
     let blocked = run(&[&b, "rebalance", "--json"]);
     assert_eq!(
         blocked.code, 1,

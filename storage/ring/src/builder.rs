@@ -297,11 +297,6 @@ impl RingBuilder {
         (d != NO_DEVICE).then_some(d)
     }
 
-    /// When replica `replica` of `part` last moved (minutes since the epoch, 0 = not recorded).
-    pub fn last_moved_minutes(&self, replica: usize, part: u32) -> Option<u32> {
-        self.last_moved.get(replica)?.get(part as usize).copied()
-    }
-
     /// Checks the builder's internal consistency: row shapes, every assigned device exists,
     /// no partition uses one device twice. Unassigned slots are reported when `require_full`.
     pub fn validate(&self, require_full: bool) -> Result<()> {
