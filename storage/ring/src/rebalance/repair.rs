@@ -3,7 +3,8 @@
 use super::*;
 
 impl Placement<'_> {
-    /// Moves replicas from children above quota to siblings below it, where caps allow.
+    /// Moves replicas from children above quota to siblings below it, where caps allow,
+    /// preferring replicas that are moving in this rebalance anyway.
     pub(super) fn repair_balance(&mut self, level: usize, load: &mut [i64], quota: &[i64]) {
         let tree = self.tree;
         let par = &tree.levels[level - 1];
@@ -22,32 +23,41 @@ impl Placement<'_> {
             return;
         }
         let mut ps = PartitionSlots::default();
-        for i in 0..self.parts {
-            let p = self.order.get(i);
-            self.partition_slots_into(p, level, &mut ps);
-            for j in 0..ps.len {
-                let (Some(c), s) = (ps.child[j], ps.slot[j]) else {
-                    continue;
-                };
-                let t = ps.parent[j] as usize;
-                if load[c as usize] <= quota[c as usize] || under[t].is_empty() || !self.movable(s)
-                {
-                    continue;
+        // First replicas that are moving anyway (free), then any movable one.
+        for only_moving in [true, false] {
+            for i in 0..self.parts {
+                if under.iter().all(Vec::is_empty) {
+                    return;
                 }
-                let in_parent = (0..ps.len).filter(|&k| ps.parent[k] as usize == t).count();
-                let target = under[t].iter().position(|&u| {
-                    let held = (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count();
-                    held < self.cap(level, u, in_parent)
-                });
-                let Some(pos) = target else { continue };
-                let u = under[t][pos];
-                self.mark_moving(s);
-                self.place(s, level, u);
-                ps.child[j] = Some(u);
-                load[c as usize] -= 1;
-                load[u as usize] += 1;
-                if load[u as usize] >= quota[u as usize] {
-                    under[t].swap_remove(pos);
+                let p = self.order.get(i);
+                self.partition_slots_into(p, level, &mut ps);
+                for j in 0..ps.len {
+                    let (Some(c), s) = (ps.child[j], ps.slot[j]) else {
+                        continue;
+                    };
+                    let t = ps.parent[j] as usize;
+                    if load[c as usize] <= quota[c as usize]
+                        || under[t].is_empty()
+                        || !self.movable(s)
+                        || (only_moving && !self.slots[s].moving)
+                    {
+                        continue;
+                    }
+                    let in_parent = (0..ps.len).filter(|&k| ps.parent[k] as usize == t).count();
+                    let target = under[t].iter().position(|&u| {
+                        let held = (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count();
+                        held < self.cap(level, u, in_parent)
+                    });
+                    let Some(pos) = target else { continue };
+                    let u = under[t][pos];
+                    self.mark_moving(s);
+                    self.place(s, level, u);
+                    ps.child[j] = Some(u);
+                    load[c as usize] -= 1;
+                    load[u as usize] += 1;
+                    if load[u as usize] >= quota[u as usize] {
+                        under[t].swap_remove(pos);
+                    }
                 }
             }
         }

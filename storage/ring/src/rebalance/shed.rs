@@ -172,6 +172,13 @@ impl Placement<'_> {
                     .collect()
             })
             .collect();
+        // Room promised to replicas shed so far, per child: a shed replica whose partition
+        // can enter only some siblings must find room left in one of them.
+        let mut room: Vec<i64> = load
+            .iter()
+            .zip(quota)
+            .map(|(l, q)| (q - l).max(0))
+            .collect();
         for pass in 0..4 {
             for i in 0..self.parts {
                 if over == 0 {
@@ -206,9 +213,10 @@ impl Placement<'_> {
                         let Some(j) = (0..ps.len).find(|&j| ps.slot[j] == s) else {
                             continue;
                         };
-                        if !self.room_elsewhere(level, &ps, j, &under) {
+                        let Some(u) = self.room_elsewhere(level, &ps, j, &under, &room) else {
                             continue;
-                        }
+                        };
+                        room[u as usize] -= 1;
                     }
                     let parent = tree.dev_tier[level - 1][usize::from(d)];
                     self.unplace(s, level, parent);
@@ -222,23 +230,30 @@ impl Placement<'_> {
         }
     }
 
-    /// Whether a sibling of slot `j`'s child, among those below quota (`under`, per parent),
-    /// could take a replica of the partition without exceeding its cap, and pass it on down.
+    /// A sibling of slot `j`'s child, among those below quota (`under`, per parent) with
+    /// `room` left, that could take a replica of the partition without exceeding its cap and
+    /// pass it on down: the one with most room.
     pub(super) fn room_elsewhere(
         &self,
         level: usize,
         ps: &PartitionSlots,
         j: usize,
         under: &[Vec<TierIdx>],
-    ) -> bool {
+        room: &[i64],
+    ) -> Option<TierIdx> {
         let parent = ps.parent[j];
         let in_parent = (0..ps.len).filter(|&k| ps.parent[k] == parent).count();
         let p = self.partition_of(ps.slot[j]) as u32;
-        under[parent as usize].iter().any(|&u| {
-            Some(u) != ps.child[j]
-                && (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count()
-                    < self.cap(level, u, in_parent)
-                && self.room_below(level, u, p, &mut LOOKAHEAD_BUDGET.clone())
-        })
+        under[parent as usize]
+            .iter()
+            .copied()
+            .filter(|&u| {
+                Some(u) != ps.child[j]
+                    && room[u as usize] > 0
+                    && (0..ps.len).filter(|&k| ps.child[k] == Some(u)).count()
+                        < self.cap(level, u, in_parent)
+            })
+            .max_by_key(|&u| room[u as usize])
+            .filter(|&u| self.room_below(level, u, p, &mut LOOKAHEAD_BUDGET.clone()))
     }
 }
