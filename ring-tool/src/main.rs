@@ -44,7 +44,10 @@ fn parse(args: Vec<OsString>) -> Result<(Option<std::path::PathBuf>, Cli), clap:
         return Cli::try_parse_from(args).map(|cli| (None, cli));
     }
     let mut rest: Vec<OsString> = Vec::with_capacity(args.len());
-    rest.push(args[0].clone());
+    // Shown in usage lines: `ring-tool object.builder rebalance [OPTIONS]`.
+    let mut program = OsString::from("ring-tool ");
+    program.push(&args[1]);
+    rest.push(program);
     rest.extend(args[2..].iter().cloned());
     // Like swift-ring-builder, a builder file alone means "show it".
     if rest.len() == 1 || rest[1].to_str().is_some_and(|s| s == "--json") {
