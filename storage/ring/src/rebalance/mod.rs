@@ -9,10 +9,15 @@
 //! 4. places every unplaced replica in the child with the largest remaining deficit whose cap
 //!    allows it, taking partitions with the most unplaced replicas first (Havel–Hakimi order,
 //!    which keeps deficits level so late replicas do not find only full children);
-//! 5. repairs what caps left uneven by moving replicas that are moving anyway, or movable.
+//! 5. repairs what caps left uneven by moving replicas that are moving anyway, then movable
+//!    ones, and by chains of two where every direct move is blocked.
 //!
 //! A replica that is unplaced at a level keeps its place at every level above, so a replica
 //! shed from a zone stays in its region: movement is confined to where the imbalance is.
+//! A ring with nothing placed yet takes a one-pass path instead (`fresh`).
+//!
+//! Modules: `fresh` (new rings), `shed` (steps 2–3), `place` (step 4), `repair` (step 5);
+//! this one holds the working state, quotas, caps and the level loop.
 //!
 //! `min_part_hours`: a partition whose replica moved within the window is locked, and once
 //! one replica of a partition moves in a rebalance its other replicas stay put (so a
