@@ -29,6 +29,8 @@ pub fn run(path: &Path, command: Command, json: bool) -> Result<u8> {
                 );
             }
             let b = RingBuilder::new(part_power, replicas, min_part_hours)?;
+            // Overwriting with --force keeps the old builder in backups/.
+            files::backup(path)?;
             files::write_atomic(path, &b.to_bytes()?)?;
             emit(
                 json,
@@ -48,8 +50,10 @@ pub fn run(path: &Path, command: Command, json: bool) -> Result<u8> {
             let mut removed = Vec::new();
             for s in &search {
                 for id in select(b, s, yes)? {
-                    b.remove_device(id)?;
-                    removed.push(id);
+                    if !removed.contains(&id) {
+                        b.remove_device(id)?;
+                        removed.push(id);
+                    }
                 }
             }
             Ok((
@@ -266,7 +270,17 @@ fn parse_overload(text: &str) -> Result<f64> {
 
 fn add(b: &mut RingBuilder, args: AddArgs) -> Result<(serde_json::Value, String)> {
     let mut new: Vec<NewDevice> = Vec::new();
-    if args.ip.is_some() || args.device.is_some() || args.zone.is_some() {
+    let options_given = args.ip.is_some()
+        || args.device.is_some()
+        || args.zone.is_some()
+        || args.region.is_some()
+        || args.port.is_some()
+        || args.weight.is_some()
+        || args.meta.is_some()
+        || args.id.is_some()
+        || args.replication_ip.is_some()
+        || args.replication_port.is_some();
+    if options_given {
         if !args.pairs.is_empty() {
             bail!(
                 "give devices either as <device> <weight> pairs or with --ip/--port/..., not both"
@@ -383,12 +397,24 @@ fn show(path: &Path, json: bool) -> Result<u8> {
         RingFile::Builder(b) => {
             let report = b.report();
             let ring_path = files::ring_path_for(path);
-            let ring_current = std::fs::read(&ring_path)
-                .ok()
-                .and_then(|bytes| PartitionRing::from_bytes(&bytes).ok())
-                .map(|r| r.version() == b.version());
-            let summary =
+            // Missing is normal before the first rebalance; unreadable is worth saying.
+            let (ring_current, ring_problem) = match std::fs::read(&ring_path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+                Err(e) => (
+                    None,
+                    Some(format!("cannot read {}: {e}", ring_path.display())),
+                ),
+                Ok(bytes) => match PartitionRing::from_bytes(&bytes) {
+                    Ok(r) => (Some(r.version() == b.version()), None),
+                    Err(e) => (
+                        None,
+                        Some(format!("{} cannot be loaded: {e}", ring_path.display())),
+                    ),
+                },
+            };
+            let mut summary =
                 render::Summary::of_builder(&b, &report, b.required_overload(), ring_current);
+            summary.ring_file_problem = ring_problem;
             emit(
                 json,
                 &json!({"file": path, "summary": summary, "devices": report.devices}),

@@ -96,16 +96,17 @@ pub fn backup(path: &Path) -> Result<()> {
     }
     let dir = parent_dir(path).join("backups");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let secs = SystemTime::now()
+    // Nanoseconds, so two saves within a second keep two backups.
+    let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_nanos())
         .unwrap_or(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    write_atomic(&dir.join(format!("{secs}.{name}")), &bytes)
+    write_atomic(&dir.join(format!("{stamp}.{name}")), &bytes)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

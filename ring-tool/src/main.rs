@@ -35,25 +35,41 @@ fn main() -> ExitCode {
 
 /// `ring-tool <builder> <command> ...` or a command that needs no builder file.
 fn parse(args: Vec<OsString>) -> Result<(Option<std::path::PathBuf>, Cli), clap::Error> {
+    // `--json` may stand anywhere (`ring-tool --json b show`, `ring-tool b --json rebalance`):
+    // take it out before deciding which argument is the builder file.
+    let json = args.iter().skip(1).any(|a| a == "--json");
+    let args: Vec<OsString> = args
+        .into_iter()
+        .enumerate()
+        .filter(|(i, a)| *i == 0 || a != "--json")
+        .map(|(_, a)| a)
+        .collect();
     let first = args.get(1).and_then(|a| a.to_str());
     let needs_no_builder = match first {
-        None => true,
+        None => !json,
         Some(f) => f.starts_with('-') || f == "simulate" || f == "help",
     };
+    let with_json = |mut cli: Cli| {
+        cli.json |= json;
+        cli
+    };
     if needs_no_builder {
-        return Cli::try_parse_from(args).map(|cli| (None, cli));
+        return Cli::try_parse_from(args).map(|cli| (None, with_json(cli)));
     }
+    let Some(builder) = args.get(1).cloned() else {
+        return Cli::try_parse_from(args).map(|cli| (None, with_json(cli)));
+    };
     let mut rest: Vec<OsString> = Vec::with_capacity(args.len());
     // Shown in usage lines: `ring-tool object.builder rebalance [OPTIONS]`.
     let mut program = OsString::from("ring-tool ");
-    program.push(&args[1]);
+    program.push(&builder);
     rest.push(program);
     rest.extend(args[2..].iter().cloned());
     // Like swift-ring-builder, a builder file alone means "show it".
-    if rest.len() == 1 || rest[1].to_str().is_some_and(|s| s == "--json") {
-        rest.insert(1, "show".into());
+    if rest.len() == 1 {
+        rest.push("show".into());
     }
-    Cli::try_parse_from(rest).map(|cli| (Some(args[1].clone().into()), cli))
+    Cli::try_parse_from(rest).map(|cli| (Some(builder.into()), with_json(cli)))
 }
 
 fn run(builder: Option<std::path::PathBuf>, cli: Cli) -> anyhow::Result<u8> {

@@ -38,6 +38,8 @@ pub struct Summary {
     pub ring_file_up_to_date: Option<bool>,
     /// Devices or parameters changed since the last rebalance.
     pub changed_since_rebalance: Option<bool>,
+    /// Why the builder's ring file could not be read, if it exists but could not.
+    pub ring_file_problem: Option<String>,
 }
 
 impl Summary {
@@ -99,6 +101,7 @@ impl Summary {
             unassigned: r.unassigned,
             ring_file_up_to_date: None,
             changed_since_rebalance: None,
+            ring_file_problem: None,
         }
     }
 }
@@ -139,12 +142,17 @@ pub fn show(path: &Path, s: &Summary, r: &AssignmentReport) -> String {
             s.unassigned
         );
     }
+    if let Some(problem) = &s.ring_file_problem {
+        let _ = writeln!(out, "The ring file is unusable: {problem}");
+    }
     match s.ring_file_up_to_date {
         Some(true) => out.push_str("The ring file is up to date\n"),
         Some(false) => {
             out.push_str("The ring file is out of date: run write-ring (or rebalance)\n")
         }
-        None if s.kind == "builder" => out.push_str("No ring file yet: run rebalance\n"),
+        None if s.kind == "builder" && s.ring_file_problem.is_none() => {
+            out.push_str("No ring file yet: run rebalance\n")
+        }
         None => {}
     }
     out.push_str(&devices_table(r.devices.iter()));

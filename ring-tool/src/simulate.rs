@@ -53,8 +53,9 @@ impl Lcg {
 }
 
 pub fn run(a: &SimulateArgs, json: bool) -> Result<u8> {
-    let total =
-        u64::from(a.regions) * u64::from(a.zones) * u64::from(a.nodes) * u64::from(a.devices);
+    let total = [a.regions, a.zones, a.nodes, a.devices]
+        .into_iter()
+        .fold(1u64, |acc, n| acc.saturating_mul(u64::from(n)));
     if total == 0 {
         bail!(
             "the topology is empty: --regions, --zones, --nodes and --devices must be at least 1"
@@ -62,6 +63,14 @@ pub fn run(a: &SimulateArgs, json: bool) -> Result<u8> {
     }
     if a.grow < 0.0 || !a.grow.is_finite() {
         bail!("--grow is a percentage >= 0");
+    }
+    // Bounded by the ring's device limit (growth included), so no count below overflows.
+    let max = cairn_ring::limits::DEVICES_MAX as f64;
+    if total as f64 * (1.0 + a.grow / 100.0) > max {
+        bail!(
+            "{total} devices, plus {}% growth, is more than a ring holds ({max})",
+            a.grow
+        );
     }
     let mut rng = Lcg(a.seed);
     let mut b = RingBuilder::new(a.part_power, a.replicas, 0)?;

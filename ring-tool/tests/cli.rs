@@ -251,6 +251,36 @@ fn bad_input_gets_a_precise_error_and_changes_nothing() {
         ),
         (vec![b.as_str(), "set_weight", "d0", "-5", "--json"], ">= 0"),
         (
+            vec![
+                b.as_str(),
+                "add",
+                "--id",
+                "65534",
+                "--zone",
+                "1",
+                "--ip",
+                "10.9.9.9",
+                "--port",
+                "6200",
+                "--device",
+                "sdq",
+                "--weight",
+                "1",
+            ],
+            "above the largest id",
+        ),
+        (
+            vec![
+                b.as_str(),
+                "add",
+                "--id",
+                "7",
+                "r1z1-10.0.0.1:6200/sdq",
+                "100",
+            ],
+            "not both",
+        ),
+        (
             vec![b.as_str(), "set_weight", "d99", "10"],
             "no device matches",
         ),
@@ -340,4 +370,66 @@ fn simulate_reports_balance_dispersion_and_moves() {
         saved.to_str().unwrap(),
     ]);
     ok(&[saved.to_str().unwrap(), "validate"]);
+}
+
+#[test]
+fn json_flag_works_anywhere_and_commands_dedupe() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = builder_in(dir.path());
+    small_cluster(&b);
+    for args in [
+        vec!["--json", b.as_str(), "show"],
+        vec![b.as_str(), "--json", "show"],
+        vec![b.as_str(), "--json"],
+    ] {
+        let r = ok(&args);
+        let v: Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", r.stdout));
+        assert_eq!(v["summary"]["devices"], 12, "{args:?}");
+    }
+    let r = ok(&[&b, "--json", "rebalance"]);
+    assert!(
+        serde_json::from_str::<Value>(&r.stdout).is_ok(),
+        "{}",
+        r.stdout
+    );
+    // Two search values naming the same device remove it once.
+    let removed = json(&[&b, "remove", "d1", "r1z1-10.0.1.1:6200/sdb"]);
+    assert_eq!(removed["marked_for_removal"], serde_json::json!([1]));
+}
+
+#[test]
+fn simulate_refuses_topologies_beyond_the_device_limit() {
+    let r = run(&[
+        "simulate",
+        "--regions",
+        "65536",
+        "--zones",
+        "65536",
+        "--nodes",
+        "1",
+        "--devices",
+        "1",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("more than a ring holds"), "{}", r.stderr);
+}
+
+#[test]
+fn show_says_why_a_ring_file_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = builder_in(dir.path());
+    small_cluster(&b);
+    ok(&[&b, "rebalance"]);
+    let ring = dir.path().join("object.ring");
+    let mut bytes = std::fs::read(&ring).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&ring, bytes).unwrap();
+    let shown = json(&[&b, "show"]);
+    let problem = shown["summary"]["ring_file_problem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(problem.contains("checksum mismatch"), "{problem}");
 }

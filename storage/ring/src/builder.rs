@@ -127,10 +127,13 @@ impl RingBuilder {
         }
         let id = match new.id {
             Some(id) => {
-                if id == NO_DEVICE {
+                if usize::from(id) >= limits::DEVICES_MAX {
                     return Err(RingError::InvalidDeviceField {
                         field: "id",
-                        reason: format!("{id} is reserved"),
+                        reason: format!(
+                            "{id} is above the largest id, {}",
+                            limits::DEVICES_MAX - 1
+                        ),
                     });
                 }
                 if self.device(id).is_some() {
@@ -216,10 +219,13 @@ impl RingBuilder {
             info.port.unwrap_or(current.port),
             info.device.clone().unwrap_or(current.device.clone()),
         );
-        if let Some(other) = self
-            .devices()
-            .find(|d| d.id != id && d.ip == ip && d.port == port && d.device == name)
-        {
+        if let Some(other) = self.devices().find(|d| {
+            d.id != id
+                && d.ip == ip
+                && d.port == port
+                && d.device == name
+                && !self.is_pending_removal(d.id)
+        }) {
             return Err(RingError::DuplicateDevice {
                 ip,
                 port,
@@ -315,6 +321,21 @@ impl RingBuilder {
                 )));
             }
         }
+        if self.devices.len() > limits::DEVICES_MAX {
+            return Err(RingError::TooManyDevices);
+        }
+        for d in self.devices() {
+            device::validate_device(d)?;
+        }
+        if let Some(&id) = self
+            .pending_removal
+            .iter()
+            .find(|&&id| self.device(id).is_none())
+        {
+            return Err(RingError::Invalid(format!(
+                "d{id} is pending removal but does not exist"
+            )));
+        }
         for w in self.pending_removal.windows(2) {
             if w[0] >= w[1] {
                 return Err(RingError::Invalid("pending removals are not sorted".into()));
@@ -375,7 +396,10 @@ impl RingBuilder {
             // A recorded time of 0 would read as "never moved".
             self.last_moved[s / parts][s % parts] = now.max(1);
         }
-        self.version += 1;
+        // An assignment that did not change is the same ring: same version.
+        if !changed.is_empty() {
+            self.version += 1;
+        }
         self.dirty = false;
     }
 

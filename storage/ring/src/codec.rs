@@ -189,6 +189,50 @@ mod tests {
         }
     }
 
+    /// A file whose device records break the rules `add_device` enforces is refused: a digest
+    /// proves integrity, not that the writer was sane.
+    #[test]
+    fn devices_that_break_the_rules_are_refused() {
+        let dev = Device {
+            id: 0,
+            region: 1,
+            zone: 1,
+            ip: "10.0.0.1".into(),
+            port: 6200,
+            replication_ip: "10.0.0.1".into(),
+            replication_port: 6200,
+            device: "sda".into(),
+            weight: f64::NAN,
+            meta: String::new(),
+        };
+        for bad in [
+            dev.clone(),
+            Device {
+                weight: 1.0,
+                port: 0,
+                ..dev.clone()
+            },
+            Device {
+                weight: 1.0,
+                device: "a/b".into(),
+                ..dev.clone()
+            },
+        ] {
+            let mut w = PayloadWriter::new();
+            let record = RingRecord {
+                version: 1,
+                part_power: 2,
+                replicas: 1.0,
+                devices: vec![Some(bad)],
+            };
+            w.record(FileKind::Ring, &record).unwrap();
+            w.u16s(&[0, 0, 0, 0]);
+            assert!(
+                PartitionRing::from_bytes(&file::seal(FileKind::Ring, &w.buf).unwrap()).is_err()
+            );
+        }
+    }
+
     /// A well-formed record whose tables disagree with its devices is refused too.
     #[test]
     fn inconsistent_tables_are_refused() {

@@ -98,6 +98,22 @@ impl Device {
     }
 }
 
+/// Every field of a stored device, as `add_device` checks them: files are checked too.
+pub(crate) fn validate_device(d: &Device) -> Result<()> {
+    validate_weight(d.weight)?;
+    validate_host("ip", &d.ip)?;
+    validate_host("replication_ip", &d.replication_ip)?;
+    validate_device_name(&d.device)?;
+    validate_meta(&d.meta)?;
+    if d.port == 0 || d.replication_port == 0 {
+        return Err(RingError::InvalidDeviceField {
+            field: "port",
+            reason: "is 0".into(),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_weight(weight: f64) -> Result<()> {
     if weight.is_finite() && weight >= 0.0 {
         Ok(())

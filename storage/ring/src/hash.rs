@@ -61,8 +61,14 @@ impl PathHasher {
 }
 
 /// The partition of a hash is its top `part_power` bits.
+///
+/// # Panics
+/// If `part_power` is outside `1..=PART_POWER_MAX`: rings never have such a power.
 pub fn partition_of_hash(hash: u64, part_power: u8) -> u32 {
-    debug_assert!((1..=crate::limits::PART_POWER_MAX).contains(&part_power));
+    assert!(
+        (1..=crate::limits::PART_POWER_MAX).contains(&part_power),
+        "part power {part_power} is out of range"
+    );
     // part_power <= 22, so the shifted value fits in u32.
     u32::try_from(hash >> (64 - u32::from(part_power))).unwrap_or(u32::MAX)
 }

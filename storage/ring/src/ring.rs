@@ -115,7 +115,9 @@ impl PartitionRing {
             return Err(RingError::PartitionOutOfRange(part));
         }
         let n = self.handoff_pool.len();
-        let mix = splitmix(u64::from(part) ^ self.version.rotate_left(32));
+        // Seeded by the partition alone: the walk changes only when the devices do, not with
+        // every ring version, so data written to handoffs is found on them again.
+        let mix = splitmix(u64::from(part));
         // Both remainders are below `n`, a usize.
         let below_n = |x: u64| usize::try_from(x % n.max(1) as u64).unwrap_or(0);
         let start = below_n(mix);
@@ -144,6 +146,9 @@ impl PartitionRing {
 
     /// Checks the table: full, every device known, no partition on one device twice.
     pub fn validate(&self) -> Result<()> {
+        for d in self.devices() {
+            crate::device::validate_device(d)?;
+        }
         let lens = crate::builder::row_lengths(self.part_power, self.replicas);
         if self
             .rows

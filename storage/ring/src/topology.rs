@@ -207,7 +207,7 @@ impl TierTree {
         (t != NO_TIER).then_some(t)
     }
 
-    /// Walks `levels_up` parents from tier `t` at `level`.
+    /// The ancestor at `target_level` of tier `t` at `level`.
     pub fn ancestor(&self, mut level: usize, mut t: TierIdx, target_level: usize) -> TierIdx {
         debug_assert!(target_level <= level);
         while level > target_level {

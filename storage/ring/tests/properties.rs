@@ -588,3 +588,61 @@ fn names_map_to_partitions_by_keyed_hash() {
         "{counts:?}"
     );
 }
+
+#[test]
+fn handoffs_do_not_change_with_the_ring_version() {
+    let topo = Topology {
+        regions: 2,
+        zones: 2,
+        nodes: 2,
+        devices: 2,
+    };
+    let mut b = build(&topo, 6, 3.0, 0, |_| 100.0);
+    b.rebalance(opts(1, T0)).unwrap();
+    let before = PartitionRing::compile(&b).unwrap();
+    // A change nodes see (new version) that leaves devices and assignment as they were.
+    b.set_info(
+        0,
+        cairn_ring::DeviceInfo {
+            meta: Some("relabelled".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let after = PartitionRing::compile(&b).unwrap();
+    assert_ne!(before.version(), after.version());
+    for part in 0..before.partitions() {
+        let a: Vec<u16> = before.handoffs(part).unwrap().map(|d| d.id).collect();
+        let z: Vec<u16> = after.handoffs(part).unwrap().map(|d| d.id).collect();
+        assert_eq!(a, z, "partition {part}");
+    }
+    // A rebalance that moves nothing keeps the version too.
+    let v = b.version();
+    let out = b.rebalance(opts(2, T0 + 1)).unwrap();
+    assert_eq!(out.moved, 0);
+    assert_eq!(b.version(), v);
+}
+
+#[test]
+fn a_removed_device_does_not_block_its_successor() {
+    let mut b = RingBuilder::new(6, 1.0, 0).unwrap();
+    let first = b.add_device(new_device(1, 1, 0, 0, 100.0)).unwrap();
+    b.add_device(new_device(1, 1, 1, 0, 100.0)).unwrap();
+    b.remove_device(first).unwrap();
+    let second = b.add_device(new_device(1, 1, 0, 0, 100.0)).unwrap();
+    b.set_info(
+        second,
+        cairn_ring::DeviceInfo {
+            meta: Some("new disk".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        b.add_device(NewDevice {
+            id: Some(65_534),
+            ..new_device(1, 1, 5, 0, 1.0)
+        })
+        .is_err()
+    );
+}

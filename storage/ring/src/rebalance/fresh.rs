@@ -9,13 +9,15 @@ impl Placement<'_> {
     }
 
     /// Places a ring with nothing placed yet in one pass: each replica descends from the root
-    /// to a device, taking at every level the child with the largest deficit against quotas
-    /// apportioned top-down in advance. Caps count only the replicas routed so far, which is
+    /// to a device, dealt at every level at random in proportion to what is left of the
+    /// children's quotas, apportioned top-down in advance. Caps count only the replicas routed so far, which is
     /// never looser than the level-by-level rule. Returns false if some quota came out
     /// uneven (caps forced it), in which case the level-by-level passes finish the job.
     pub(super) fn place_fresh(&mut self, progress: &mut dyn FnMut(ProgressStep)) -> Result<bool> {
         let tree = self.tree;
-        let mut quota: Vec<Vec<i64>> = vec![vec![self.slots.len() as i64]];
+        // Only real slots: a partial last replica row does not reach every partition.
+        let slots: u64 = self.row_len.iter().map(|&l| u64::from(l)).sum();
+        let mut quota: Vec<Vec<i64>> = vec![vec![slots as i64]];
         for level in 1..=4 {
             let items: Vec<u64> = quota[level - 1].iter().map(|&q| q.max(0) as u64).collect();
             quota.push(self.apportion(level, &items, &vec![0; tree.levels[level].len()]));

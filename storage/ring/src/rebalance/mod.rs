@@ -145,6 +145,10 @@ impl RingBuilder {
                 }
             }
         }
+        if changed.is_empty() && !self.pending_removal.is_empty() {
+            // Nothing moved, but removals complete: that is a change nodes must see.
+            self.version += 1;
+        }
         self.store_assignment(&new, &changed, opts.now_minutes);
         outcome.removed_devices = self.finish_removals();
         Ok(outcome)
@@ -188,7 +192,6 @@ struct Placement<'a> {
     /// Every slot unplaced during this rebalance (some may since be back in place): the
     /// placement pass visits their partitions instead of all partitions.
     moving_slots: Vec<usize>,
-    /// No partition exceeds a cap: set after a fresh placement, which never breaks one.
     /// Partitions that may exceed a cap: `None` means any (check all), `Some(list)` only
     /// those listed (after a fresh placement, the ones that needed a fallback).
     cap_suspects: Option<Vec<u32>>,
