@@ -171,8 +171,8 @@ struct Slot {
 }
 
 /// Working state of one rebalance. Slots are laid out partition-major (`partition * rows +
-/// replica`) so that one partition's replicas share a cache line: the passes below visit
-/// partitions, and at 2^20 partitions row-major state was four times slower.
+/// replica`) so that one partition's replicas share a cache line: every pass visits
+/// partitions, not replica rows.
 struct Placement<'a> {
     tree: &'a TierTree,
     parts: u32,
@@ -392,12 +392,7 @@ impl<'a> Placement<'a> {
     /// Takes slot `s` out of its child tier; it stays in `parent` at `level - 1`.
     fn unplace(&mut self, s: usize, level: usize, parent: TierIdx) {
         self.mark_moving(s);
-        let dev = self.slots[s].dev;
-        if dev != NO_DEVICE {
-            let t = self.tree.dev_tier[4][usize::from(dev)];
-            self.dev_load[t as usize] -= 1;
-            self.adjust_tier_loads(t, -1);
-        }
+        self.release_device(s);
         let slot = &mut self.slots[s];
         slot.dev = NO_DEVICE;
         slot.pend_tier = parent;
@@ -411,20 +406,24 @@ impl<'a> Placement<'a> {
             let p = self.partition_of(s);
             self.moving_in_partition[p] = self.moving_in_partition[p].saturating_add(1);
             if self.lock_on_move {
-                let p = self.partition_of(s);
                 self.locked[p] = true;
             }
         }
     }
 
-    /// Puts slot `s` into child tier `c` at `level`.
-    fn place(&mut self, s: usize, level: usize, c: TierIdx) {
-        let old = self.slots[s].dev;
-        if old != NO_DEVICE {
-            let t = self.tree.dev_tier[4][usize::from(old)];
+    /// Takes slot `s` off the loads of the device it is on, if any.
+    fn release_device(&mut self, s: usize) {
+        let dev = self.slots[s].dev;
+        if dev != NO_DEVICE {
+            let t = self.tree.dev_tier[4][usize::from(dev)];
             self.dev_load[t as usize] -= 1;
             self.adjust_tier_loads(t, -1);
         }
+    }
+
+    /// Puts slot `s` into child tier `c` at `level`.
+    fn place(&mut self, s: usize, level: usize, c: TierIdx) {
+        self.release_device(s);
         let slot = &mut self.slots[s];
         if level == 4 {
             slot.dev = self.tree.device_of_tier[c as usize];
