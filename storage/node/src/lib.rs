@@ -1,10 +1,29 @@
 //! `cairn-node`: the storage node, the cluster client, and the background processes that keep
 //! replicas whole.
 //!
-//! [`core`] holds the cluster logic — quorums, handoffs, replication passes — as pure state
-//! machines; the services around them supply sockets, disks and clocks.
+//! - [`core`]: the cluster logic — quorums, handoffs, replication passes — as pure state
+//!   machines, also driven by the seeded simulation in `tests/simulation.rs`.
+//! - [`service`]: the node's RPC service over its devices' engines; [`rpc`] its messages.
+//! - [`client`]: [`ClusterClient`], how everything above storage reads and writes.
+//! - [`replicator`], [`auditor`], [`listing_updates`]: the background loops.
+//! - [`node`]: starting a node from a [`config::NodeConfig`].
 //!
 //! **Must not depend on** RocksDB or sockets directly: storage goes through `cairn-engine`'s
-//! trait and the network through `cairn-net`.
+//! trait (the binary picks the implementation) and the network through `cairn-net`.
 
+pub mod auditor;
+pub mod client;
+pub mod config;
 pub mod core;
+pub mod limits;
+pub mod listing_updates;
+pub mod metrics;
+pub mod node;
+pub mod peers;
+pub mod replicator;
+pub mod rpc;
+pub mod service;
+
+pub use client::{ClientError, ClusterClient, ObjectPut, Written};
+pub use config::NodeConfig;
+pub use node::{RunningNode, start_node};

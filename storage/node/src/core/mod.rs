@@ -9,7 +9,8 @@ mod replication;
 mod version;
 
 pub use quorum::{
-    ReadOutcome, ReadQuorum, TargetRole, WriteOutcome, WriteQuorum, majority, read_quorum,
+    ReadOutcome, ReadQuorum, TargetRole, WriteOutcome, WriteQuorum, choose_targets, majority,
+    read_quorum,
 };
 pub use replication::{JobCommand, JobInput, JobReport, ReplicaRole, ReplicationJob};
 pub use version::{EntryVersion, Version};

@@ -26,6 +26,39 @@ pub fn read_quorum(n: usize) -> usize {
     n - majority(n) + 1
 }
 
+/// The devices a request for a partition goes to first: its primaries, except that a primary
+/// the caller already knows to be down is replaced by the next handoff (in ring order) that is
+/// not known down. Returns the chosen targets and the handoffs left over, in order, for
+/// substitutes on later failures.
+pub fn choose_targets(
+    primaries: &[DeviceId],
+    handoffs: &[DeviceId],
+    is_down: impl Fn(DeviceId) -> bool,
+) -> (Vec<DeviceId>, Vec<DeviceId>) {
+    let mut spare = handoffs
+        .iter()
+        .copied()
+        .filter(|d| !primaries.contains(d))
+        .collect::<std::collections::VecDeque<_>>();
+    let mut targets = Vec::with_capacity(primaries.len());
+    for &p in primaries {
+        if !is_down(p) {
+            targets.push(p);
+            continue;
+        }
+        // Skip handoffs also known down; if none is left keep the primary and let it fail.
+        let mut chosen = None;
+        while let Some(h) = spare.pop_front() {
+            if !is_down(h) {
+                chosen = Some(h);
+                break;
+            }
+        }
+        targets.push(chosen.unwrap_or(p));
+    }
+    (targets, spare.into_iter().collect())
+}
+
 /// Why a device was asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetRole {
@@ -65,27 +98,35 @@ impl WriteQuorum {
     /// order (a bounded prefix is enough: each failed primary consumes one). Returns the devices
     /// to send to now.
     pub fn start(primaries: &[DeviceId], handoffs: Vec<DeviceId>) -> (WriteQuorum, Vec<DeviceId>) {
+        Self::start_with(primaries, primaries, handoffs)
+    }
+
+    /// As [`WriteQuorum::start`], but sending to `targets` (from [`choose_targets`]): the
+    /// primaries with known-down ones already replaced by handoffs.
+    pub fn start_with(
+        primaries: &[DeviceId],
+        targets: &[DeviceId],
+        handoffs: Vec<DeviceId>,
+    ) -> (WriteQuorum, Vec<DeviceId>) {
         assert!(!primaries.is_empty(), "a partition always has replicas");
-        let targets = primaries
-            .iter()
-            .map(|&d| (d, (TargetRole::Primary, TargetState::Pending)))
-            .collect::<BTreeMap<_, _>>();
+        assert_eq!(primaries.len(), targets.len(), "one target per replica");
+        let targets_map = role_map(primaries, targets);
         assert_eq!(
-            targets.len(),
+            targets_map.len(),
             primaries.len(),
-            "primaries are distinct devices"
+            "targets are distinct devices"
         );
         let handoffs = handoffs
             .into_iter()
-            .filter(|d| !targets.contains_key(d))
+            .filter(|d| !targets_map.contains_key(d))
             .collect::<Vec<_>>();
         let q = WriteQuorum {
             needed: majority(primaries.len()),
-            targets,
+            targets: targets_map,
             spare: handoffs.into_iter(),
             outcome: None,
         };
-        (q, primaries.to_vec())
+        (q, targets.to_vec())
     }
 
     /// A target acknowledged (durably stored) the write.
@@ -182,23 +223,30 @@ impl<T: Clone> ReadQuorum<T> {
         primaries: &[DeviceId],
         handoffs: Vec<DeviceId>,
     ) -> (ReadQuorum<T>, Vec<DeviceId>) {
+        Self::start_with(primaries, primaries, handoffs)
+    }
+
+    /// As [`ReadQuorum::start`], asking `targets` (from [`choose_targets`]).
+    pub fn start_with(
+        primaries: &[DeviceId],
+        targets: &[DeviceId],
+        handoffs: Vec<DeviceId>,
+    ) -> (ReadQuorum<T>, Vec<DeviceId>) {
         assert!(!primaries.is_empty(), "a partition always has replicas");
-        let targets = primaries
-            .iter()
-            .map(|&d| (d, (TargetRole::Primary, TargetState::Pending)))
-            .collect::<BTreeMap<_, _>>();
+        assert_eq!(primaries.len(), targets.len(), "one target per replica");
+        let targets_map = role_map(primaries, targets);
         let handoffs = handoffs
             .into_iter()
-            .filter(|d| !targets.contains_key(d))
+            .filter(|d| !targets_map.contains_key(d))
             .collect::<Vec<_>>();
         let q = ReadQuorum {
             needed: read_quorum(primaries.len()),
-            targets,
+            targets: targets_map,
             spare: handoffs.into_iter(),
             answers: Vec::new(),
             done: false,
         };
-        (q, primaries.to_vec())
+        (q, targets.to_vec())
     }
 
     /// A target answered: what it holds for the name, if anything.
@@ -280,6 +328,23 @@ impl<T: Clone> ReadQuorum<T> {
     }
 }
 
+fn role_map(
+    primaries: &[DeviceId],
+    targets: &[DeviceId],
+) -> BTreeMap<DeviceId, (TargetRole, TargetState)> {
+    targets
+        .iter()
+        .map(|&d| {
+            let role = if primaries.contains(&d) {
+                TargetRole::Primary
+            } else {
+                TargetRole::Handoff
+            };
+            (d, (role, TargetState::Pending))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +359,17 @@ mod tests {
             },
             tombstone: false,
         }
+    }
+
+    #[test]
+    fn known_down_primaries_are_replaced_up_front() {
+        let (targets, spare) = choose_targets(&[1, 2, 3], &[2, 4, 5, 6], |d| d == 2 || d == 4);
+        assert_eq!(targets, vec![1, 5, 3]);
+        assert_eq!(spare, vec![6]);
+        let (mut q, send) = WriteQuorum::start_with(&[1, 2, 3], &targets, spare);
+        assert_eq!(send, vec![1, 5, 3]);
+        q.on_ack(5);
+        assert_eq!(q.on_ack(1), Some(WriteOutcome::Succeeded { strict: false }));
     }
 
     #[test]

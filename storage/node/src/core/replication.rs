@@ -29,10 +29,10 @@ pub enum JobCommand {
     /// Ask `peer` for its digest of the partition → [`JobInput::Digest`].
     FetchDigest { peer: DeviceId },
     /// Ask `peer` for its entries in `buckets` → [`JobInput::PeerEntries`].
-    FetchEntries { peer: DeviceId, buckets: Vec<u32> },
+    FetchEntries { peer: DeviceId, buckets: Vec<u16> },
     /// Read this device's entries in `buckets` (all buckets when `None`) →
     /// [`JobInput::LocalEntries`].
-    ReadLocal { buckets: Option<Vec<u32>> },
+    ReadLocal { buckets: Option<Vec<u16>> },
     /// Send the local copy of `entry` to `peer` → [`JobInput::Pushed`].
     Push { peer: DeviceId, entry: EntryVersion },
     /// Delete the local copy if it is still exactly `entry.version`. No answer needed.
@@ -48,10 +48,10 @@ pub enum JobInput {
     },
     PeerEntries {
         peer: DeviceId,
-        entries: Vec<(u32, EntryVersion)>,
+        entries: Vec<(u16, EntryVersion)>,
     },
     LocalEntries {
-        entries: Vec<(u32, EntryVersion)>,
+        entries: Vec<(u16, EntryVersion)>,
     },
     Pushed {
         peer: DeviceId,
@@ -80,8 +80,8 @@ pub struct JobReport {
 enum PeerState {
     AwaitDigest,
     AwaitEntries {
-        buckets: Vec<u32>,
-        remote: Option<Vec<(u32, EntryVersion)>>,
+        buckets: Vec<u16>,
+        remote: Option<Vec<(u16, EntryVersion)>>,
     },
     Pushing {
         outstanding: usize,
@@ -94,7 +94,7 @@ enum PeerState {
 struct Peer {
     state: PeerState,
     /// Buckets whose digests matched: every local entry there is confirmed.
-    matched: BTreeSet<u32>,
+    matched: BTreeSet<u16>,
     /// Local entries this peer holds at the same version or newer, or acknowledged.
     confirmed: BTreeSet<EntryVersion>,
 }
@@ -106,8 +106,8 @@ pub struct ReplicationJob {
     local_digest: Vec<u128>,
     /// This device's entries, once read. A handoff reads them all up front (it must know what
     /// to purge); a primary reads only differing buckets, merged as they arrive.
-    local: BTreeMap<u32, Vec<EntryVersion>>,
-    local_read: BTreeSet<u32>,
+    local: BTreeMap<u16, Vec<EntryVersion>>,
+    local_read: BTreeSet<u16>,
     /// Local reads asked for and not yet answered.
     local_pending: usize,
     peers: BTreeMap<DeviceId, Peer>,
@@ -231,7 +231,7 @@ impl ReplicationJob {
         for b in 0..n {
             let local = self.local_digest.get(b).copied().unwrap_or(0);
             let theirs = remote.get(b).copied().unwrap_or(0);
-            let bucket = u32::try_from(b).unwrap_or(u32::MAX);
+            let bucket = u16::try_from(b).unwrap_or(u16::MAX);
             if local == theirs {
                 p.matched.insert(bucket);
             } else {
@@ -250,7 +250,7 @@ impl ReplicationJob {
         });
         // Read local entries of buckets nobody asked for yet (a handoff already has them all).
         if self.role == ReplicaRole::Primary {
-            let unread: Vec<u32> = differing
+            let unread: Vec<u16> = differing
                 .iter()
                 .copied()
                 .filter(|b| !self.local_read.contains(b))

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use cairn_node::core::{EntryVersion, Version};
 
 /// Digest buckets per partition: small, so a few objects already spread over several.
-pub const DIGEST_BUCKETS: u32 = 16;
+pub const DIGEST_BUCKETS: u16 = 16;
 
-pub fn bucket_of(name: &str) -> u32 {
-    u32::from(blake3::hash(name.as_bytes()).as_bytes()[0]) % DIGEST_BUCKETS
+pub fn bucket_of(name: &str) -> u16 {
+    u16::from(blake3::hash(name.as_bytes()).as_bytes()[0]) % DIGEST_BUCKETS
 }
 
 fn fold(name: &str, v: &Version) -> u128 {
@@ -78,7 +78,7 @@ impl SimDisk {
         buckets
     }
 
-    pub fn bucket_entries(&self, part: u32, buckets: Option<&[u32]>) -> Vec<(u32, EntryVersion)> {
+    pub fn bucket_entries(&self, part: u32, buckets: Option<&[u16]>) -> Vec<(u16, EntryVersion)> {
         self.entries(part)
             .map(|e| (bucket_of(&e.name), e))
             .filter(|(b, _)| buckets.is_none_or(|bs| bs.contains(b)))

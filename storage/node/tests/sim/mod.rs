@@ -48,7 +48,7 @@ enum Req {
     },
     Entries {
         part: u32,
-        buckets: Vec<u32>,
+        buckets: Vec<u16>,
     },
 }
 
@@ -57,7 +57,7 @@ enum Resp {
     Ack,
     Held(Option<Version>),
     Digest(Vec<u128>),
-    Entries(Vec<(u32, EntryVersion)>),
+    Entries(Vec<(u16, EntryVersion)>),
 }
 
 #[derive(Debug)]

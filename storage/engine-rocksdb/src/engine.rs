@@ -1,0 +1,356 @@
+//! The engine's shared state, opening and recovery, and the helpers every operation uses.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cairn_engine::{Error, Health, Result};
+use rocksdb::{DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::io::{Io, IoBackend, IoChoice};
+use crate::keys::{self, BlobRecord, Location};
+use crate::pool::BlockingPool;
+
+/// How to open an engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The device's directory (the engine owns everything under it).
+    pub dir: PathBuf,
+    pub io: IoChoice,
+}
+
+/// The open segment small blobs are appended to.
+#[derive(Debug)]
+pub(crate) struct OpenSegment {
+    pub(crate) id: u64,
+    pub(crate) file: Arc<File>,
+    pub(crate) len_bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: DB,
+    pub(crate) dir: PathBuf,
+    pub(crate) io: Io,
+    pub(crate) pool: BlockingPool,
+    failed: Mutex<Option<String>>,
+    /// Serializes read-check-write sequences on the index (LWW checks, fences, listing stats).
+    /// Held only on blocking-pool threads.
+    index_lock: Mutex<()>,
+    /// `None` until the first small write after opening (a restart never appends to an old
+    /// segment, whose tail may be torn).
+    pub(crate) segment: tokio::sync::Mutex<Option<OpenSegment>>,
+    next_file_id: AtomicU64,
+    pub(crate) live_blob_bytes: AtomicU64,
+    /// Segments holding bodies whose index write has not finished yet: compaction must not
+    /// delete them even though no record points into them yet.
+    pinned_segments: Mutex<HashMap<u64, usize>>,
+}
+
+/// Keeps a segment from being compacted away until the index write that references it is done.
+#[derive(Debug)]
+pub(crate) struct SegmentPin {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for SegmentPin {
+    fn drop(&mut self) {
+        if let Ok(mut pins) = self.inner.pinned_segments.lock()
+            && let Some(n) = pins.get_mut(&self.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.id);
+            }
+        }
+    }
+}
+
+pub(crate) fn seg_dir(dir: &Path) -> PathBuf {
+    dir.join("segments")
+}
+pub(crate) fn blob_dir(dir: &Path) -> PathBuf {
+    dir.join("blobs")
+}
+pub(crate) fn tmp_dir(dir: &Path) -> PathBuf {
+    dir.join("tmp")
+}
+pub(crate) fn quarantine_dir(dir: &Path) -> PathBuf {
+    dir.join("quarantine")
+}
+pub(crate) fn file_name(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+fn parse_id(name: &std::ffi::OsStr) -> Option<u64> {
+    u64::from_str_radix(name.to_str()?, 16).ok()
+}
+
+/// fsyncs a directory so a rename or create in it is durable.
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+pub(crate) fn is_enospc(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull
+}
+
+impl Inner {
+    /// Opens (creating if needed) the device at `options.dir` and recovers from any crash: temp
+    /// files are deleted and data files the index does not reference are swept.
+    pub(crate) fn open(options: &EngineOptions) -> Result<Inner> {
+        let dir = options.dir.clone();
+        for d in [
+            seg_dir(&dir),
+            blob_dir(&dir),
+            tmp_dir(&dir),
+            quarantine_dir(&dir),
+        ] {
+            fs::create_dir_all(&d)?;
+        }
+        // An interrupted streaming write never became visible; its temp file is garbage.
+        for entry in fs::read_dir(tmp_dir(&dir))? {
+            fs::remove_file(entry?.path())?;
+        }
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        // Fail loudly rather than silently skipping damaged WAL records.
+        db_opts.set_paranoid_checks(true);
+        let db = DB::open(&db_opts, dir.join("index"))
+            .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
+        let pool = BlockingPool::new();
+        let io = Io::open(options.io, pool.clone())?;
+        let inner = Inner {
+            db,
+            dir,
+            io,
+            pool,
+            failed: Mutex::new(None),
+            index_lock: Mutex::new(()),
+            segment: tokio::sync::Mutex::new(None),
+            next_file_id: AtomicU64::new(1),
+            live_blob_bytes: AtomicU64::new(0),
+            pinned_segments: Mutex::new(HashMap::new()),
+        };
+        inner.recover()?;
+        Ok(inner)
+    }
+
+    fn recover(&self) -> Result<()> {
+        let mut referenced_segments = HashSet::new();
+        let mut referenced_files = HashSet::new();
+        let mut live = 0u64;
+        for item in self.db.iterator(IteratorMode::From(
+            &[keys::BLOB],
+            rocksdb::Direction::Forward,
+        )) {
+            let (k, v) = item.map_err(|e| self.read_error(e))?;
+            if k.first() != Some(&keys::BLOB) {
+                break;
+            }
+            let rec: BlobRecord = keys::decode(&v)?;
+            match rec.location {
+                Location::Segment { id, .. } => {
+                    referenced_segments.insert(id);
+                }
+                Location::File { id } => {
+                    referenced_files.insert(id);
+                }
+                Location::None => {}
+            }
+            if !rec.meta.tombstone {
+                live += rec.meta.size_bytes;
+            }
+        }
+        self.live_blob_bytes.store(live, Ordering::Relaxed);
+        let mut max_id = 0u64;
+        for (d, referenced) in [
+            (seg_dir(&self.dir), &referenced_segments),
+            (blob_dir(&self.dir), &referenced_files),
+        ] {
+            for entry in fs::read_dir(&d)? {
+                let entry = entry?;
+                let Some(id) = parse_id(&entry.file_name()) else {
+                    continue;
+                };
+                max_id = max_id.max(id);
+                // Written and synced but never indexed (crash before the index write), or
+                // replaced/compacted away before a crash: nothing can reach it.
+                if !referenced.contains(&id) {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        for entry in fs::read_dir(quarantine_dir(&self.dir))? {
+            if let Some(id) = parse_id(&entry?.file_name()) {
+                max_id = max_id.max(id);
+            }
+        }
+        self.next_file_id.store(max_id + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pins segment `id` (see [`SegmentPin`]).
+    pub(crate) fn pin_segment(self: &Arc<Inner>, id: u64) -> SegmentPin {
+        if let Ok(mut pins) = self.pinned_segments.lock() {
+            *pins.entry(id).or_insert(0) += 1;
+        }
+        SegmentPin {
+            inner: self.clone(),
+            id,
+        }
+    }
+
+    pub(crate) fn is_segment_pinned(&self, id: u64) -> bool {
+        // A poisoned lock cannot tell: answer "pinned" so compaction leaves the segment alone.
+        self.pinned_segments
+            .lock()
+            .map_or(true, |pins| pins.contains_key(&id))
+    }
+
+    /// Writes body bytes to a data file; disk full is reported as such.
+    pub(crate) async fn write_data(
+        &self,
+        file: Arc<File>,
+        offset: u64,
+        data: bytes::Bytes,
+    ) -> Result<()> {
+        fail::fail_point!("data-write-enospc", |_| Err(
+            self.write_error(io::Error::from_raw_os_error(28))
+        ));
+        self.io
+            .write_at(file, offset, data)
+            .await
+            .map_err(|e| self.write_error(e))
+    }
+
+    /// fsyncs a data file; a failure takes the device out of service.
+    pub(crate) async fn sync_data(&self, file: Arc<File>, what: &str) -> Result<()> {
+        fail::fail_point!("data-fsync-error", |_| Err(
+            self.fsync_failed(what, &io::Error::other("failpoint data-fsync-error"))
+        ));
+        self.io
+            .fsync(file)
+            .await
+            .map_err(|e| self.fsync_failed(what, &e))
+    }
+
+    pub(crate) fn new_file_id(&self) -> u64 {
+        self.next_file_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Refuses everything once the device has failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.failed.lock() {
+            Ok(f) => match &*f {
+                Some(reason) => Err(Error::Failed(reason.clone())),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::Failed("failure flag poisoned".into())),
+        }
+    }
+
+    /// Takes the device out of service and returns the error to report.
+    pub(crate) fn fail(&self, reason: String) -> Error {
+        tracing::error!(dir = %self.dir.display(), %reason, "storage device failed, out of service");
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(reason.clone());
+        }
+        Error::Failed(reason)
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        match self.check() {
+            Ok(()) => Health::Ok,
+            Err(e) => Health::Failed(e.to_string()),
+        }
+    }
+
+    /// A failed fsync: the kernel may have dropped the dirty pages, so the device stops.
+    pub(crate) fn fsync_failed(&self, what: &str, e: &io::Error) -> Error {
+        self.fail(format!("fsync of {what} failed: {e}"))
+    }
+
+    /// A data write error: disk full is reported as such, anything else is an I/O error.
+    pub(crate) fn write_error(&self, e: io::Error) -> Error {
+        if is_enospc(&e) {
+            Error::DiskFull
+        } else {
+            Error::Io(e)
+        }
+    }
+
+    pub(crate) fn read_error(&self, e: rocksdb::Error) -> Error {
+        match e.kind() {
+            rocksdb::ErrorKind::Corruption => Error::Corrupt(e.to_string()),
+            _ => Error::Io(io::Error::other(e.to_string())),
+        }
+    }
+
+    pub(crate) fn lock_index(&self) -> Result<MutexGuard<'_, ()>> {
+        self.index_lock
+            .lock()
+            .map_err(|_| self.fail("index lock poisoned".into()))
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(|e| self.read_error(e))
+    }
+
+    pub(crate) fn get_blob(&self, key: &[u8]) -> Result<Option<BlobRecord>> {
+        self.get(key)?.map(|v| keys::decode(&v)).transpose()
+    }
+
+    /// Writes a batch durably (WAL synced before returning). A failure other than disk full takes
+    /// the device out of service: RocksDB itself stops accepting writes after one.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+        fail::fail_point!("index-before-write", |_| Err(Error::Io(io::Error::other(
+            "failpoint index-before-write"
+        ))));
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("No space left") || text.contains("NoSpace") {
+                Error::DiskFull
+            } else {
+                self.fail(format!("index write failed: {text}"))
+            }
+        })
+    }
+
+    pub(crate) fn segment_path(&self, id: u64) -> PathBuf {
+        seg_dir(&self.dir).join(file_name(id))
+    }
+
+    pub(crate) fn blob_path(&self, id: u64) -> PathBuf {
+        blob_dir(&self.dir).join(file_name(id))
+    }
+
+    pub(crate) fn tmp_path(&self, id: u64) -> PathBuf {
+        tmp_dir(&self.dir).join(file_name(id))
+    }
+
+    /// Opens the file holding a body (blocking).
+    pub(crate) fn open_location(&self, location: Location) -> io::Result<Option<(Arc<File>, u64)>> {
+        let (path, base) = match location {
+            Location::None => return Ok(None),
+            Location::Segment { id, offset } => (self.segment_path(id), offset),
+            Location::File { id } => (self.blob_path(id), 0),
+        };
+        Ok(Some((
+            Arc::new(OpenOptions::new().read(true).open(path)?),
+            base,
+        )))
+    }
+
+    /// Free and total bytes of the filesystem holding the device.
+    pub(crate) fn statvfs(&self) -> Result<(u64, u64)> {
+        let st = rustix::fs::statvfs(&self.dir).map_err(|e| Error::Io(io::Error::from(e)))?;
+        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+    }
+}

@@ -1,0 +1,114 @@
+//! RocksDB key layout and record encodings. One keyspace, first byte says what a key is; every
+//! multi-part key puts a NUL between variable-length parts (names never contain NUL) so byte
+//! order equals the order the engine lists in.
+
+use cairn_engine::{BlobMeta, Error, Result, Timestamp};
+use serde::{Deserialize, Serialize};
+
+pub(crate) const BLOB: u8 = b'b';
+pub(crate) const QUARANTINE: u8 = b'q';
+pub(crate) const LISTING_ENTRY: u8 = b'l';
+pub(crate) const LISTING_INFO: u8 = b'i';
+pub(crate) const LISTING_STATS: u8 = b's';
+pub(crate) const EXTENT: u8 = b'e';
+pub(crate) const FENCE: u8 = b'f';
+
+/// Kinds of key that carry a partition number after the tag byte.
+pub(crate) const PARTITIONED: [u8; 4] = [BLOB, LISTING_ENTRY, LISTING_INFO, EXTENT];
+
+pub(crate) fn partition_prefix(tag: u8, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5);
+    k.push(tag);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+pub(crate) fn blob(partition: u32, name: &str) -> Vec<u8> {
+    let mut k = partition_prefix(BLOB, partition);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Splits a blob key into (partition, name).
+pub(crate) fn parse_blob(key: &[u8]) -> Result<(u32, String)> {
+    match key {
+        [BLOB, p0, p1, p2, p3, name @ ..] => Ok((
+            u32::from_be_bytes([*p0, *p1, *p2, *p3]),
+            String::from_utf8(name.to_vec())
+                .map_err(|_| Error::Corrupt("blob key is not UTF-8".into()))?,
+        )),
+        _ => Err(Error::Corrupt("malformed blob key".into())),
+    }
+}
+
+pub(crate) fn quarantine(partition: u32, name: &str, ts: Timestamp) -> Vec<u8> {
+    let mut k = partition_prefix(QUARANTINE, partition);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&ts.to_bytes());
+    k
+}
+
+/// Prefix of every entry of one listing.
+pub(crate) fn listing_prefix(partition: u32, path: &str) -> Vec<u8> {
+    let mut k = partition_prefix(LISTING_ENTRY, partition);
+    k.extend_from_slice(path.as_bytes());
+    k.push(0);
+    k
+}
+
+pub(crate) fn listing_meta(tag: u8, partition: u32, path: &str) -> Vec<u8> {
+    let mut k = partition_prefix(tag, partition);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// Prefix of every piece of one extent object.
+pub(crate) fn extent_prefix(partition: u32, image: &str, object_no: u64) -> Vec<u8> {
+    let mut k = partition_prefix(EXTENT, partition);
+    k.extend_from_slice(image.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&object_no.to_be_bytes());
+    k
+}
+
+pub(crate) fn fence(image: &str) -> Vec<u8> {
+    let mut k = vec![FENCE];
+    k.extend_from_slice(image.as_bytes());
+    k
+}
+
+/// Where a blob's checksummed body lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Location {
+    /// Tombstones and empty blobs have no body.
+    None,
+    /// Packed at `offset` in segment file `id`.
+    Segment { id: u64, offset: u64 },
+    /// Alone in blob file `id`.
+    File { id: u64 },
+}
+
+/// The index record of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlobRecord {
+    pub(crate) meta: BlobMeta,
+    pub(crate) location: Location,
+}
+
+/// An extent piece as stored: tag is in the key; `body` is CRC-chunked (`None` for a trim).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PieceRecord {
+    pub(crate) offset: u64,
+    pub(crate) len_bytes: u64,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| Error::Invalid(format!("cannot encode record: {e}")))
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Corrupt(format!("undecodable index record: {e}")))
+}

@@ -1,0 +1,16 @@
+//! Bounds specific to this implementation (shared ones are in `cairn_engine::limits`).
+
+/// Most RocksDB calls / plain-file syscalls running at once on the blocking pool.
+pub const BLOCKING_OPS_MAX: usize = 16;
+
+/// Submission queue entries of the io_uring, which also bounds operations in flight.
+pub const URING_ENTRIES_MAX: u32 = 128;
+
+/// Capacity of the channel feeding the io_uring thread; senders wait when it is full.
+pub const URING_QUEUE_DEPTH_MAX: usize = 256;
+
+/// Full chunks buffered by a streaming writer before they are written out in one call.
+pub const WRITE_BATCH_CHUNKS_MAX: usize = 16;
+
+/// A sealed segment is rewritten by compaction once at least this share (percent) is garbage.
+pub const SEGMENT_GARBAGE_PERCENT_MIN: u64 = 25;

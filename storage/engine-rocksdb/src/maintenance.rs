@@ -1,0 +1,368 @@
+//! Blob reads by key, purge and quarantine, tombstone reclaim, segment compaction and audit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cairn_engine::chunk;
+use cairn_engine::limits::{AUDIT_BATCH_MAX, CHUNK_MAX_BYTES};
+use cairn_engine::{
+    AuditFailure, AuditReport, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, Result,
+    Timestamp, clamp_range,
+};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::blobs::{RocksReader, account, append_segment, release};
+use crate::engine::{Inner, quarantine_dir, sync_dir};
+use crate::io::IoBackend;
+use crate::keys::{self, BlobRecord, Location};
+use crate::limits::SEGMENT_GARBAGE_PERCENT_MIN;
+
+pub(crate) async fn blob_meta(inner: &Arc<Inner>, key: &BlobKey) -> Result<Option<BlobMeta>> {
+    inner.check()?;
+    let (i, k) = (inner.clone(), keys::blob(key.partition, &key.name));
+    Ok(inner
+        .pool
+        .run(move || i.get_blob(&k))
+        .await?
+        .map(|r| r.meta))
+}
+
+pub(crate) async fn read_blob(
+    inner: &Arc<Inner>,
+    key: &BlobKey,
+    range: Option<ByteRange>,
+) -> Result<Option<(BlobMeta, RocksReader)>> {
+    inner.check()?;
+    // A concurrent overwrite or compaction may unlink the file between the index read and the
+    // open; the second attempt sees the new record.
+    for attempt in 0..2 {
+        let (i, k) = (inner.clone(), keys::blob(key.partition, &key.name));
+        let opened = inner
+            .pool
+            .run(move || {
+                let Some(rec) = i.get_blob(&k)?.filter(|r| !r.meta.tombstone) else {
+                    return Ok(None);
+                };
+                match i.open_location(rec.location) {
+                    Ok(file) => Ok(Some(Some((rec, file)))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(None)),
+                    Err(e) => Err(Error::Io(e)),
+                }
+            })
+            .await?;
+        match opened {
+            None => return Ok(None),
+            Some(Some((rec, file))) => {
+                let (start, end) = clamp_range(range, rec.meta.size_bytes)?;
+                let (file, base) = file.map_or((None, 0), |(f, b)| (Some(f), b));
+                let reader =
+                    RocksReader::new(inner.clone(), file, base, rec.meta.size_bytes, start, end);
+                return Ok(Some((rec.meta, reader)));
+            }
+            Some(None) if attempt == 0 => continue,
+            Some(None) => break,
+        }
+    }
+    Err(Error::Corrupt(format!(
+        "data file of {} is missing",
+        key.name
+    )))
+}
+
+/// Removes the record if it is still `timestamp`; `quarantine` keeps a copy of the record (and
+/// moves a large body) into the quarantine area first.
+pub(crate) async fn remove_version(
+    inner: &Arc<Inner>,
+    key: &BlobKey,
+    timestamp: Timestamp,
+    quarantine: bool,
+) -> Result<bool> {
+    inner.check()?;
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let k = keys::blob(key.partition, &key.name);
+            let Some(rec) = i.get_blob(&k)?.filter(|r| r.meta.timestamp == timestamp) else {
+                return Ok(false);
+            };
+            let mut batch = WriteBatch::default();
+            batch.delete(&k);
+            let mut kept = rec.clone();
+            if quarantine {
+                if let Location::File { id } = rec.location {
+                    let to = quarantine_dir(&i.dir).join(crate::engine::file_name(id));
+                    std::fs::rename(i.blob_path(id), &to)?;
+                    sync_dir(&quarantine_dir(&i.dir))
+                        .map_err(|e| i.fsync_failed("quarantine directory", &e))?;
+                } else {
+                    // Segment space is reclaimed by compaction; only the record is kept.
+                    kept.location = Location::None;
+                }
+                batch.put(
+                    keys::quarantine(key.partition, &key.name, timestamp),
+                    keys::encode(&kept)?,
+                );
+            }
+            i.write(batch)?;
+            account(&i, Some(&rec), None);
+            if !quarantine {
+                release(&i, rec.location);
+            }
+            Ok(true)
+        })
+        .await
+}
+
+pub(crate) async fn quarantined_count(inner: &Arc<Inner>) -> Result<u64> {
+    inner.check()?;
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            let mut n = 0;
+            for item in
+                i.db.iterator(IteratorMode::From(&[keys::QUARANTINE], Direction::Forward))
+            {
+                let (k, _) = item.map_err(|e| i.read_error(e))?;
+                if k.first() != Some(&keys::QUARANTINE) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+}
+
+/// Visits every blob record in key order from `from` until `f` returns false (blocking).
+pub(crate) fn scan_blobs(
+    inner: &Inner,
+    from: &[u8],
+    mut f: impl FnMut(&[u8], BlobRecord) -> Result<bool>,
+) -> Result<()> {
+    for item in inner
+        .db
+        .iterator(IteratorMode::From(from, Direction::Forward))
+    {
+        let (k, v) = item.map_err(|e| inner.read_error(e))?;
+        if k.first() != Some(&keys::BLOB) || !f(&k, keys::decode(&v)?)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn reclaim_tombstones(
+    inner: &Arc<Inner>,
+    now_micros: u64,
+    reclaim_age_micros: u64,
+) -> Result<u64> {
+    inner.check()?;
+    let cutoff = now_micros.saturating_sub(reclaim_age_micros);
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            let mut old = Vec::new();
+            scan_blobs(&i, &[keys::BLOB], |k, rec| {
+                if rec.meta.tombstone && rec.meta.timestamp.wall_micros < cutoff {
+                    old.push((k.to_vec(), rec.meta.timestamp));
+                }
+                Ok(true)
+            })?;
+            let _guard = i.lock_index()?;
+            let mut batch = WriteBatch::default();
+            let mut n = 0;
+            for (k, ts) in old {
+                // Re-check under the lock: a newer write may have replaced the tombstone.
+                if i.get_blob(&k)?
+                    .is_some_and(|r| r.meta.tombstone && r.meta.timestamp == ts)
+                {
+                    batch.delete(&k);
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                i.write(batch)?;
+            }
+            Ok(n)
+        })
+        .await
+}
+
+/// Rewrites the live records of sealed segments that are mostly garbage, then deletes them.
+pub(crate) async fn compact(inner: &Arc<Inner>) -> Result<CompactionReport> {
+    inner.check()?;
+    let current = inner.segment.lock().await.as_ref().map(|s| s.id);
+    let i = inner.clone();
+    let (sizes, live) = inner
+        .pool
+        .run(move || {
+            let mut sizes: HashMap<u64, u64> = HashMap::new();
+            for entry in std::fs::read_dir(crate::engine::seg_dir(&i.dir))? {
+                let entry = entry?;
+                if let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| u64::from_str_radix(n, 16).ok())
+                {
+                    sizes.insert(id, entry.metadata()?.len());
+                }
+            }
+            let mut live: HashMap<u64, Vec<(Vec<u8>, BlobRecord)>> = HashMap::new();
+            scan_blobs(&i, &[keys::BLOB], |k, rec| {
+                if let Location::Segment { id, .. } = rec.location {
+                    live.entry(id).or_default().push((k.to_vec(), rec));
+                }
+                Ok(true)
+            })?;
+            Ok((sizes, live))
+        })
+        .await?;
+    let mut report = CompactionReport::default();
+    for (id, size) in sizes {
+        if Some(id) == current {
+            continue;
+        }
+        let records = live.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let live_bytes: u64 = records
+            .iter()
+            .map(|(_, r)| chunk::encoded_len_bytes(r.meta.size_bytes))
+            .sum();
+        let garbage = size.saturating_sub(live_bytes);
+        if size == 0
+            || garbage * 100 < size * SEGMENT_GARBAGE_PERCENT_MIN
+            || inner.is_segment_pinned(id)
+        {
+            continue;
+        }
+        let mut all_moved = true;
+        for (k, rec) in records {
+            let Location::Segment { offset, .. } = rec.location else {
+                continue;
+            };
+            let (i, rec2) = (inner.clone(), rec.clone());
+            let file = inner
+                .pool
+                .run(move || Ok(i.open_location(rec2.location)?))
+                .await?;
+            let Some((file, _)) = file else { continue };
+            let len = usize::try_from(chunk::encoded_len_bytes(rec.meta.size_bytes)).unwrap_or(0);
+            let encoded = inner.io.read_at(file, offset, len).await?;
+            if chunk::decode_body(&encoded, rec.meta.size_bytes).is_err() {
+                // Leave a corrupt body where it is: the auditor will quarantine it.
+                all_moved = false;
+                continue;
+            }
+            let (location, _pin) = append_segment(inner, encoded).await?;
+            let (i, k, old) = (inner.clone(), k.clone(), rec.clone());
+            let moved = inner
+                .pool
+                .run(move || {
+                    let _guard = i.lock_index()?;
+                    // Only if nothing replaced it meanwhile.
+                    match i.get_blob(&k)? {
+                        Some(now) if now == old => {
+                            let mut batch = WriteBatch::default();
+                            batch.put(&k, keys::encode(&BlobRecord { location, ..old })?);
+                            i.write(batch)?;
+                            Ok(true)
+                        }
+                        _ => Ok(false),
+                    }
+                })
+                .await?;
+            let _ = moved;
+        }
+        // A write whose body is in this segment may still be on its way to the index.
+        if all_moved && !inner.is_segment_pinned(id) {
+            let i = inner.clone();
+            inner
+                .pool
+                .run(move || Ok(std::fs::remove_file(i.segment_path(id))?))
+                .await?;
+            report.segments_rewritten += 1;
+            report.bytes_reclaimed += garbage;
+        }
+    }
+    Ok(report)
+}
+
+pub(crate) async fn audit(
+    inner: &Arc<Inner>,
+    after: Option<BlobKey>,
+    max_blobs: usize,
+) -> Result<AuditReport> {
+    inner.check()?;
+    let max = max_blobs.clamp(1, AUDIT_BATCH_MAX);
+    let i = inner.clone();
+    let batch = inner
+        .pool
+        .run(move || {
+            let from = match &after {
+                Some(k) => {
+                    let mut from = keys::blob(k.partition, &k.name);
+                    from.push(0);
+                    from
+                }
+                None => vec![keys::BLOB],
+            };
+            let mut out = Vec::new();
+            scan_blobs(&i, &from, |k, rec| {
+                out.push((keys::parse_blob(k)?, rec));
+                Ok(out.len() <= max)
+            })?;
+            Ok(out)
+        })
+        .await?;
+    let more = batch.len() > max;
+    let mut report = AuditReport::default();
+    for (n, ((partition, name), rec)) in batch.into_iter().enumerate() {
+        let key = BlobKey { partition, name };
+        if n == max {
+            break;
+        }
+        report.checked += 1;
+        if n + 1 == max && more {
+            report.next = Some(key.clone());
+        }
+        if rec.meta.tombstone || rec.meta.size_bytes == 0 {
+            continue;
+        }
+        if let Err(e) = verify(inner, &rec).await {
+            // A concurrent overwrite or compaction can remove the file under us: only report a
+            // version that is still the stored one, in the same place.
+            let (i, k) = (inner.clone(), keys::blob(key.partition, &key.name));
+            if inner.pool.run(move || i.get_blob(&k)).await?.as_ref() != Some(&rec) {
+                continue;
+            }
+            report.failures.push(AuditFailure {
+                key,
+                timestamp: rec.meta.timestamp,
+                reason: e.to_string(),
+            });
+        }
+    }
+    // `next` is only set when the batch was full and more records followed.
+    Ok(report)
+}
+
+async fn verify(inner: &Arc<Inner>, rec: &BlobRecord) -> Result<()> {
+    let (i, loc) = (inner.clone(), rec.location);
+    let file = inner.pool.run(move || Ok(i.open_location(loc)?)).await?;
+    let (file, base) = file.map_or((None, 0), |(f, b)| (Some(f), b));
+    let reader = RocksReader::new(
+        inner.clone(),
+        file,
+        base,
+        rec.meta.size_bytes,
+        0,
+        rec.meta.size_bytes,
+    );
+    for index in 0..rec.meta.size_bytes.div_ceil(CHUNK_MAX_BYTES as u64) {
+        reader.read_chunk(index).await?;
+    }
+    Ok(())
+}

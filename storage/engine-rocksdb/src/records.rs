@@ -1,0 +1,561 @@
+//! Extent objects, listings and the replication views, all held in the RocksDB index.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_engine::chunk;
+use cairn_engine::digest::bucket_of;
+use cairn_engine::extent::{self, ExtentPiece};
+use cairn_engine::limits::{LIST_LIMIT_MAX, REPLICATION_ENTRIES_MAX};
+use cairn_engine::listing::{ListSource, run_query};
+use cairn_engine::{
+    BlobEntry, Error, ExtentKey, ExtentRead, ListPage, ListQuery, ListingEntry, ListingInfo,
+    ListingKey, ListingRecord, ListingStats, PartitionDigest, Result, WriteOutcome, WriteTag, lww,
+    validate_name,
+};
+use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, WriteBatch};
+
+use crate::engine::Inner;
+use crate::keys::{self, BlobRecord, PieceRecord};
+
+/// Visits every key/value starting with `prefix` (blocking).
+fn scan_prefix(
+    inner: &Inner,
+    prefix: &[u8],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    for item in inner
+        .db
+        .iterator(IteratorMode::From(prefix, Direction::Forward))
+    {
+        let (k, v) = item.map_err(|e| inner.read_error(e))?;
+        if !k.starts_with(prefix) || !f(&k, &v)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+// ---- Extents ------------------------------------------------------------------------------------
+
+fn piece_key(prefix: &[u8], tag: WriteTag) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&tag.epoch.to_be_bytes());
+    k.extend_from_slice(&tag.seq.to_be_bytes());
+    k
+}
+
+fn load_pieces(inner: &Inner, prefix: &[u8]) -> Result<Vec<(Vec<u8>, ExtentPiece)>> {
+    let mut out = Vec::new();
+    scan_prefix(inner, prefix, |k, v| {
+        let tail = &k[prefix.len()..];
+        let (Some(e), Some(s)) = (tail.get(..8), tail.get(8..16)) else {
+            return Err(Error::Corrupt("malformed extent key".into()));
+        };
+        let tag = WriteTag {
+            epoch: u64::from_be_bytes(
+                e.try_into()
+                    .map_err(|_| Error::Corrupt("extent key".into()))?,
+            ),
+            seq: u64::from_be_bytes(
+                s.try_into()
+                    .map_err(|_| Error::Corrupt("extent key".into()))?,
+            ),
+        };
+        let rec: PieceRecord = keys::decode(v)?;
+        let data = match rec.body {
+            Some(body) => Some(Bytes::from(
+                chunk::decode_body(&body, rec.len_bytes)
+                    .map_err(|e| Error::Corrupt(format!("extent piece: {e}")))?,
+            )),
+            None => None,
+        };
+        out.push((
+            k.to_vec(),
+            ExtentPiece {
+                tag,
+                offset: rec.offset,
+                len_bytes: rec.len_bytes,
+                data,
+            },
+        ));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// Checks the image's fence for `epoch` and raises it if `epoch` is newer (into `batch`).
+fn check_fence(inner: &Inner, image: &str, epoch: u64, batch: &mut WriteBatch) -> Result<()> {
+    let k = keys::fence(image);
+    let seen = match inner.get(&k)? {
+        Some(v) => u64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| Error::Corrupt("fence record".into()))?,
+        ),
+        None => 0,
+    };
+    if epoch < seen {
+        return Err(Error::Fenced { seen });
+    }
+    if epoch > seen {
+        batch.put(&k, epoch.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Adds a write or trim piece: fence check, drop pieces it hides, store it (one synced batch).
+pub(crate) async fn add_piece(
+    inner: &Arc<Inner>,
+    key: &ExtentKey,
+    piece: ExtentPiece,
+) -> Result<()> {
+    inner.check()?;
+    validate_name("image", &key.image)?;
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let mut batch = WriteBatch::default();
+            check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
+            let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
+            let existing = load_pieces(&i, &prefix)?;
+            if !existing.iter().any(|(_, p)| piece.hidden_by(p)) {
+                for (k, _) in existing.iter().filter(|(_, p)| p.hidden_by(&piece)) {
+                    batch.delete(k);
+                }
+                let rec = PieceRecord {
+                    offset: piece.offset,
+                    len_bytes: piece.len_bytes,
+                    body: piece.data.as_ref().map(|d| chunk::encode_body(d)),
+                };
+                batch.put(piece_key(&prefix, piece.tag), keys::encode(&rec)?);
+            }
+            if !batch.is_empty() {
+                i.write(batch)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn read_extent(
+    inner: &Arc<Inner>,
+    key: &ExtentKey,
+    offset: u64,
+    len_bytes: u64,
+) -> Result<ExtentRead> {
+    inner.check()?;
+    extent::validate_range(offset, len_bytes, false)?;
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
+        .run(move || {
+            let pieces: Vec<ExtentPiece> = load_pieces(
+                &i,
+                &keys::extent_prefix(key.partition, &key.image, key.object_no),
+            )?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+            Ok(extent::assemble(&pieces, offset, len_bytes))
+        })
+        .await
+}
+
+pub(crate) async fn fence(inner: &Arc<Inner>, image: &str, epoch: u64) -> Result<u64> {
+    inner.check()?;
+    validate_name("image", image)?;
+    let (i, image) = (inner.clone(), image.to_string());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let mut batch = WriteBatch::default();
+            match check_fence(&i, &image, epoch, &mut batch) {
+                Err(Error::Fenced { seen }) => Ok(seen),
+                Err(e) => Err(e),
+                Ok(()) => {
+                    if !batch.is_empty() {
+                        i.write(batch)?;
+                    }
+                    Ok(epoch)
+                }
+            }
+        })
+        .await
+}
+
+// ---- Listings -----------------------------------------------------------------------------------
+
+fn entry_key(key: &ListingKey, name: &str) -> Vec<u8> {
+    let mut k = keys::listing_prefix(key.partition, &key.path);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) async fn merge_entries(
+    inner: &Arc<Inner>,
+    key: &ListingKey,
+    entries: Vec<ListingEntry>,
+) -> Result<()> {
+    inner.check()?;
+    validate_name("listing path", &key.path)?;
+    for e in &entries {
+        validate_name("listing entry name", &e.name)?;
+    }
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let stats_key = keys::listing_meta(keys::LISTING_STATS, key.partition, &key.path);
+            let mut stats: ListingStats = i
+                .get(&stats_key)?
+                .map(|v| keys::decode(&v))
+                .transpose()?
+                .unwrap_or_default();
+            let before = stats;
+            let mut batch = WriteBatch::default();
+            // Entries of one batch may repeat a name: apply them in order against a local view.
+            let mut view: std::collections::HashMap<String, Option<ListingEntry>> =
+                std::collections::HashMap::new();
+            for e in entries {
+                let k = entry_key(&key, &e.name);
+                let old = match view.get(&e.name) {
+                    Some(o) => o.clone(),
+                    None => i
+                        .get(&k)?
+                        .map(|v| keys::decode::<ListingEntry>(&v))
+                        .transpose()?,
+                };
+                if lww(old.as_ref().map(|o| o.timestamp), e.timestamp) != WriteOutcome::Applied {
+                    continue;
+                }
+                if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
+                    stats.object_count = stats.object_count.saturating_sub(1);
+                    stats.bytes = stats.bytes.saturating_sub(o.size_bytes);
+                }
+                if !e.deleted {
+                    stats.object_count += 1;
+                    stats.bytes += e.size_bytes;
+                }
+                batch.put(&k, keys::encode(&e)?);
+                view.insert(e.name.clone(), Some(e));
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            if stats != before || i.get(&stats_key)?.is_none() {
+                batch.put(&stats_key, keys::encode(&stats)?);
+            }
+            i.write(batch)
+        })
+        .await
+}
+
+pub(crate) async fn merge_info(
+    inner: &Arc<Inner>,
+    key: &ListingKey,
+    info: ListingInfo,
+) -> Result<()> {
+    inner.check()?;
+    validate_name("listing path", &key.path)?;
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let k = keys::listing_meta(keys::LISTING_INFO, key.partition, &key.path);
+            let existing: Option<ListingInfo> = i.get(&k)?.map(|v| keys::decode(&v)).transpose()?;
+            let fresh = existing.is_none();
+            let mut merged = existing.unwrap_or_default();
+            if merged.merge(&info) || fresh {
+                let mut batch = WriteBatch::default();
+                batch.put(&k, keys::encode(&merged)?);
+                i.write(batch)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn get_meta<T: serde::de::DeserializeOwned + Send + 'static>(
+    inner: &Arc<Inner>,
+    tag: u8,
+    key: &ListingKey,
+) -> Result<Option<T>> {
+    inner.check()?;
+    let (i, k) = (
+        inner.clone(),
+        keys::listing_meta(tag, key.partition, &key.path),
+    );
+    inner
+        .pool
+        .run(move || i.get(&k)?.map(|v| keys::decode(&v)).transpose())
+        .await
+}
+
+/// A listing cursor on a RocksDB raw iterator, confined to one listing's key prefix.
+struct RocksListSource<'a> {
+    iter: DBRawIterator<'a>,
+    prefix: Vec<u8>,
+    reverse: bool,
+}
+
+impl RocksListSource<'_> {
+    fn status(&self) -> Result<()> {
+        self.iter
+            .status()
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
+    }
+}
+
+impl ListSource for RocksListSource<'_> {
+    fn seek(&mut self, bound: Bound<&[u8]>) -> Result<()> {
+        let full = |b: &[u8]| [self.prefix.as_slice(), b].concat();
+        match (self.reverse, bound) {
+            (false, Bound::Unbounded) => self.iter.seek(&self.prefix),
+            (false, Bound::Included(b)) => self.iter.seek(full(b)),
+            (false, Bound::Excluded(b)) => {
+                let k = full(b);
+                self.iter.seek(&k);
+                if self.iter.key() == Some(k.as_slice()) {
+                    self.iter.next();
+                }
+            }
+            (true, Bound::Unbounded) => {
+                // Just past the prefix: the separator NUL becomes 0x01.
+                let mut end = self.prefix.clone();
+                if let Some(last) = end.last_mut() {
+                    *last += 1;
+                }
+                self.iter.seek_for_prev(end);
+            }
+            (true, Bound::Included(b)) => self.iter.seek_for_prev(full(b)),
+            (true, Bound::Excluded(b)) => {
+                let k = full(b);
+                self.iter.seek_for_prev(&k);
+                if self.iter.key() == Some(k.as_slice()) {
+                    self.iter.prev();
+                }
+            }
+        }
+        self.status()
+    }
+
+    fn next_entry(&mut self) -> Result<Option<ListingEntry>> {
+        let entry = match (self.iter.key(), self.iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(&self.prefix) => keys::decode::<ListingEntry>(v)?,
+            _ => return self.status().map(|()| None),
+        };
+        if self.reverse {
+            self.iter.prev();
+        } else {
+            self.iter.next();
+        }
+        Ok(Some(entry))
+    }
+}
+
+fn raw_iter(db: &DB) -> DBRawIterator<'_> {
+    db.raw_iterator()
+}
+
+pub(crate) async fn list(
+    inner: &Arc<Inner>,
+    key: &ListingKey,
+    query: &ListQuery,
+) -> Result<ListPage> {
+    inner.check()?;
+    let (i, key, query) = (inner.clone(), key.clone(), query.clone());
+    inner
+        .pool
+        .run(move || {
+            let mut source = RocksListSource {
+                iter: raw_iter(&i.db),
+                prefix: keys::listing_prefix(key.partition, &key.path),
+                reverse: query.reverse,
+            };
+            run_query(&mut source, &query)
+        })
+        .await
+}
+
+pub(crate) async fn raw_entries(
+    inner: &Arc<Inner>,
+    key: &ListingKey,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ListingEntry>> {
+    inner.check()?;
+    let (i, key, after) = (inner.clone(), key.clone(), after.map(str::to_string));
+    inner
+        .pool
+        .run(move || {
+            let mut source = RocksListSource {
+                iter: raw_iter(&i.db),
+                prefix: keys::listing_prefix(key.partition, &key.path),
+                reverse: false,
+            };
+            source.seek(
+                after
+                    .as_deref()
+                    .map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes())),
+            )?;
+            let mut out = Vec::new();
+            while out.len() < limit.min(LIST_LIMIT_MAX) {
+                match source.next_entry()? {
+                    Some(e) => out.push(e),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+// ---- Replication views --------------------------------------------------------------------------
+
+pub(crate) async fn partitions(inner: &Arc<Inner>) -> Result<Vec<u32>> {
+    inner.check()?;
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            let mut parts = Vec::new();
+            for tag in keys::PARTITIONED {
+                let mut iter = i.db.raw_iterator();
+                iter.seek([tag]);
+                // Jump from partition to partition: one seek per partition, not per key.
+                while let Some([t, p0, p1, p2, p3, ..]) = iter.key() {
+                    if *t != tag {
+                        break;
+                    }
+                    let p = u32::from_be_bytes([*p0, *p1, *p2, *p3]);
+                    parts.push(p);
+                    match p.checked_add(1) {
+                        Some(next) => iter.seek(keys::partition_prefix(tag, next)),
+                        None => break,
+                    }
+                }
+            }
+            parts.sort_unstable();
+            parts.dedup();
+            Ok(parts)
+        })
+        .await
+}
+
+pub(crate) async fn blob_digest(inner: &Arc<Inner>, partition: u32) -> Result<PartitionDigest> {
+    inner.check()?;
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            let prefix = keys::partition_prefix(keys::BLOB, partition);
+            let mut d = PartitionDigest::empty();
+            scan_prefix(&i, &prefix, |k, v| {
+                let rec: BlobRecord = keys::decode(v)?;
+                let name = std::str::from_utf8(&k[prefix.len()..])
+                    .map_err(|_| Error::Corrupt("blob key".into()))?;
+                d.fold(name, rec.meta.timestamp, rec.meta.tombstone);
+                Ok(true)
+            })?;
+            Ok(d)
+        })
+        .await
+}
+
+pub(crate) async fn blob_entries(
+    inner: &Arc<Inner>,
+    partition: u32,
+    buckets: &[u16],
+) -> Result<Vec<BlobEntry>> {
+    inner.check()?;
+    let (i, buckets) = (inner.clone(), buckets.to_vec());
+    inner
+        .pool
+        .run(move || {
+            let prefix = keys::partition_prefix(keys::BLOB, partition);
+            let mut out = Vec::new();
+            scan_prefix(&i, &prefix, |k, v| {
+                let name = std::str::from_utf8(&k[prefix.len()..])
+                    .map_err(|_| Error::Corrupt("blob key".into()))?;
+                if buckets.contains(&bucket_of(name)) {
+                    let rec: BlobRecord = keys::decode(v)?;
+                    out.push(BlobEntry {
+                        name: name.to_string(),
+                        timestamp: rec.meta.timestamp,
+                        tombstone: rec.meta.tombstone,
+                        size_bytes: rec.meta.size_bytes,
+                    });
+                }
+                Ok(out.len() < REPLICATION_ENTRIES_MAX)
+            })?;
+            Ok(out)
+        })
+        .await
+}
+
+/// Visits every listing entry of a partition as (path, entry) (blocking).
+fn scan_listing_entries(
+    inner: &Inner,
+    partition: u32,
+    mut f: impl FnMut(&str, ListingEntry) -> Result<bool>,
+) -> Result<()> {
+    let prefix = keys::partition_prefix(keys::LISTING_ENTRY, partition);
+    scan_prefix(inner, &prefix, |k, v| {
+        let rest = &k[prefix.len()..];
+        let sep = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| Error::Corrupt("listing key".into()))?;
+        let path =
+            std::str::from_utf8(&rest[..sep]).map_err(|_| Error::Corrupt("listing key".into()))?;
+        f(path, keys::decode(v)?)
+    })
+}
+
+pub(crate) async fn listing_digest(inner: &Arc<Inner>, partition: u32) -> Result<PartitionDigest> {
+    inner.check()?;
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            let mut d = PartitionDigest::empty();
+            scan_listing_entries(&i, partition, |path, e| {
+                d.fold(&format!("{path}\0{}", e.name), e.timestamp, e.deleted);
+                Ok(true)
+            })?;
+            Ok(d)
+        })
+        .await
+}
+
+pub(crate) async fn listing_records(
+    inner: &Arc<Inner>,
+    partition: u32,
+    buckets: &[u16],
+) -> Result<Vec<ListingRecord>> {
+    inner.check()?;
+    let (i, buckets) = (inner.clone(), buckets.to_vec());
+    inner
+        .pool
+        .run(move || {
+            let mut out = Vec::new();
+            scan_listing_entries(&i, partition, |path, e| {
+                if buckets.contains(&bucket_of(&format!("{path}\0{}", e.name))) {
+                    out.push(ListingRecord {
+                        path: path.to_string(),
+                        entry: e,
+                    });
+                }
+                Ok(out.len() < REPLICATION_ENTRIES_MAX)
+            })?;
+            Ok(out)
+        })
+        .await
+}

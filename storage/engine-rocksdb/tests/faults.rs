@@ -1,0 +1,76 @@
+//! Disk full and failed fsync, injected through failpoints (feature `failpoints`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: panics are failures
+#![cfg(feature = "failpoints")]
+
+use cairn_engine::conformance::{body, get, put};
+use cairn_engine::{
+    BlobCommit, BlobKey, BlobWriter, Error, Health, ListingKey, StorageEngine, Timestamp,
+};
+use cairn_engine_rocksdb::{EngineOptions, IoChoice, RocksEngine};
+
+async fn try_put(e: &RocksEngine, key: &BlobKey, len: usize, t: u64) -> Result<(), Error> {
+    let mut w = e.begin_blob(key.clone(), None).await?;
+    w.write(bytes::Bytes::from(body(len, 1))).await?;
+    let commit = BlobCommit {
+        timestamp: Timestamp {
+            wall_micros: t,
+            counter: 0,
+            node: 0,
+        },
+        content_type: String::new(),
+        user_meta: Default::default(),
+    };
+    w.commit(commit).await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_then_failed_fsync() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let options = EngineOptions {
+        dir: dir.path().to_path_buf(),
+        io: IoChoice::Auto,
+    };
+    let e = RocksEngine::open(options.clone()).await.unwrap();
+    let key = BlobKey::new(1, "/a/c/o");
+    put(&e, &key, b"before", 1).await;
+
+    // Disk full: a clear error, nothing half-written visible, device still in service.
+    fail::cfg("data-write-enospc", "return").unwrap();
+    for len in [1_000, 2_000_000] {
+        let err = try_put(&e, &key, len, 2).await.unwrap_err();
+        assert!(matches!(err, Error::DiskFull), "{err}");
+    }
+    fail::remove("data-write-enospc");
+    assert_eq!(get(&e, &key, None).await.unwrap(), b"before");
+    assert_eq!(e.health(), Health::Ok);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("blobs")).unwrap().count(),
+        0
+    );
+    put(&e, &key, b"after", 3).await;
+    assert_eq!(get(&e, &key, None).await.unwrap(), b"after");
+
+    // A failed fsync takes the device out of service for good.
+    fail::cfg("data-fsync-error", "return").unwrap();
+    let err = try_put(&e, &key, 1_000, 4).await.unwrap_err();
+    fail::remove("data-fsync-error");
+    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert!(matches!(e.health(), Health::Failed(_)));
+    assert!(matches!(e.blob_meta(&key).await, Err(Error::Failed(_))));
+    assert!(matches!(
+        e.list(&ListingKey::new(1, "/a/c"), &Default::default())
+            .await,
+        Err(Error::Failed(_))
+    ));
+    assert!(matches!(
+        try_put(&e, &key, 10, 5).await,
+        Err(Error::Failed(_))
+    ));
+    e.close().await;
+
+    // After a restart (the operator's decision), the last acknowledged version is there.
+    let e = RocksEngine::open(options).await.unwrap();
+    assert_eq!(get(&e, &key, None).await.unwrap(), b"after");
+    scenario.teardown();
+}

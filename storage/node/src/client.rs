@@ -1,0 +1,742 @@
+//! The cluster client: object PUT/GET/HEAD/DELETE and container listings through the rings,
+//! with write quorums, read quorums and handoffs. Everything above the storage nodes (the S3
+//! and Swift gateway, the block layer) talks to storage through this type.
+//!
+//! The decisions (which devices, when a write or read is done, which answer wins) are made by
+//! the pure state machines in [`crate::core`]; this module only performs the calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cairn_engine::{
+    BlobKey, BlobMeta, HybridClock, ListItem, ListPage, ListQuery, ListingKey, Timestamp,
+};
+use cairn_net::{Body, BodySender, RequestId};
+use cairn_ring::{DeviceId, PathHasher};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tracing::{debug, warn};
+
+use crate::core::{ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets};
+use crate::limits::{BLOB_CALL_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
+use crate::peers::{DeviceAddr, PeerError, Peers, RingKind, Rings};
+use crate::rpc::{ListingTarget, NodeRequest, NodeResponse, RemoteError};
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Fewer replicas than the quorum answered.
+    #[error("quorum not reached: {0}")]
+    NoQuorum(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("range not satisfiable: object is {size_bytes} bytes")]
+    RangeNotSatisfiable { size_bytes: u64 },
+    #[error("disk full on every device tried")]
+    DiskFull,
+    #[error("reading the request body: {0}")]
+    Body(String),
+}
+
+/// A new object's description; its bytes come as a [`Body`].
+#[derive(Clone, Debug)]
+pub struct ObjectPut {
+    pub account: String,
+    pub container: String,
+    pub object: String,
+    pub size_bytes: u64,
+    pub content_type: String,
+    pub user_meta: BTreeMap<String, String>,
+}
+
+/// A finished write.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub timestamp: Timestamp,
+    /// W acknowledgements came from primaries (read-after-write holds at once).
+    pub strict: bool,
+}
+
+/// Reads and writes through the rings.
+#[derive(Debug)]
+pub struct ClusterClient {
+    peers: Arc<Peers>,
+    clock: Mutex<HybridClock>,
+}
+
+type CallResult = (DeviceId, Result<(NodeResponse, Body), PeerError>);
+
+impl ClusterClient {
+    /// `node_id` makes this client's timestamps unique in the cluster.
+    pub fn new(peers: Arc<Peers>, node_id: u32) -> ClusterClient {
+        ClusterClient {
+            peers,
+            clock: Mutex::new(HybridClock::new(node_id)),
+        }
+    }
+
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    fn now(&self) -> Timestamp {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let wall = u64::try_from(wall).unwrap_or(u64::MAX);
+        match self.clock.lock() {
+            Ok(mut c) => c.now(wall),
+            Err(poisoned) => poisoned.into_inner().now(wall),
+        }
+    }
+
+    fn targets(
+        &self,
+        rings: &Rings,
+        kind: RingKind,
+        partition: u32,
+    ) -> (Vec<DeviceId>, Vec<DeviceId>, Vec<DeviceId>) {
+        let (primaries, handoffs) = self.peers.placement(rings, kind, partition);
+        let is_down = |d: DeviceId| match self.peers.resolve(rings, kind, d) {
+            Some(addr) => self.peers.is_down(&addr),
+            None => true,
+        };
+        let (targets, spare) = choose_targets(&primaries, &handoffs, is_down);
+        (primaries, targets, spare)
+    }
+
+    /// The container listing device each object replica updates: replica i → listing replica
+    /// i mod n, as Swift pairs them, so every listing replica hears of every write.
+    fn listing_targets(&self, rings: &Rings, account: &str, container: &str) -> Vec<ListingTarget> {
+        let path = PathHasher::path_of(account, Some(container), None);
+        let partition = rings.container.partition_for(&rings.hasher, &path);
+        let (primaries, _) = self.peers.placement(rings, RingKind::Container, partition);
+        primaries
+            .iter()
+            .filter_map(|&d| self.peers.resolve(rings, RingKind::Container, d))
+            .map(|a| ListingTarget {
+                key: ListingKey::new(partition, path.clone()),
+                addr: a.addr,
+                device: a.device,
+            })
+            .collect()
+    }
+
+    /// Stores an object: streams the body to the replica set at once and answers when a write
+    /// quorum has made it durable.
+    pub async fn put_object(&self, put: ObjectPut, body: Body) -> Result<Written, ClientError> {
+        let rings = self.peers.rings();
+        let name = PathHasher::path_of(&put.account, Some(&put.container), Some(&put.object));
+        let partition = rings.object.partition_for(&rings.hasher, &name);
+        let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
+        let listings = self.listing_targets(&rings, &put.account, &put.container);
+        let timestamp = self.now();
+        let request_id = RequestId::random();
+        let (mut quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
+
+        // A body in hand can be re-sent to a handoff; a stream is teed to the first targets only.
+        let full = match &body {
+            Body::Empty => Some(Bytes::new()),
+            Body::Full(b) => Some(b.clone()),
+            Body::Stream(_) => None,
+        };
+        let mut bodies: Vec<Body> = Vec::new();
+        let mut pump = None;
+        if full.is_none() {
+            let mut senders = Vec::new();
+            for _ in &send {
+                let (tx, rx) = Body::channel();
+                senders.push(tx);
+                bodies.push(rx);
+            }
+            pump = Some(tokio::spawn(tee(body, senders)));
+        }
+        let req_for = |device: DeviceId, replica: usize| -> Option<(DeviceAddr, NodeRequest)> {
+            let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
+            let listing = listings.get(replica % listings.len().max(1)).cloned();
+            let req = NodeRequest::PutBlob {
+                device: addr.device.clone(),
+                key: BlobKey::new(partition, name.clone()),
+                timestamp,
+                size_bytes: put.size_bytes,
+                content_type: put.content_type.clone(),
+                user_meta: put.user_meta.clone(),
+                listing,
+            };
+            Some((addr, req))
+        };
+        let mut calls = FuturesUnordered::new();
+        for (i, &device) in send.iter().enumerate() {
+            let b = match &full {
+                Some(bytes) => Body::Full(bytes.clone()),
+                None => bodies.pop().unwrap_or_default(),
+            };
+            match req_for(device, i) {
+                Some((addr, req)) => calls.push(self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    b,
+                    BLOB_CALL_TIMEOUT_MS,
+                    request_id,
+                )),
+                None => drop(quorum.on_failure(device)),
+            }
+        }
+        let mut replica = send.len();
+        let mut last_error = String::from("no target answered");
+        let mut outcome = quorum.outcome();
+        while outcome.is_none() {
+            let Some((device, result)) = calls.next().await else {
+                break;
+            };
+            match result {
+                Ok((NodeResponse::Written { .. }, _)) => outcome = quorum.on_ack(device),
+                other => {
+                    last_error = describe(&other);
+                    let (o, substitute) = quorum.on_failure(device);
+                    outcome = o;
+                    if let (Some(h), Some(bytes)) = (substitute, &full)
+                        && let Some((addr, req)) = req_for(h, replica)
+                    {
+                        replica += 1;
+                        calls.push(self.call_owned(
+                            h,
+                            addr,
+                            req,
+                            Body::Full(bytes.clone()),
+                            BLOB_CALL_TIMEOUT_MS,
+                            request_id,
+                        ));
+                    } else if let Some(h) = substitute {
+                        // A streamed body cannot be replayed to a handoff.
+                        outcome = quorum.on_failure(h).0;
+                    }
+                }
+            }
+        }
+        // Stragglers finish in the background; the replicator repairs any that fail.
+        tokio::spawn(async move { while calls.next().await.is_some() {} });
+        if let Some(pump) = pump {
+            match pump.await {
+                Ok(Err(e)) if outcome.is_none() => return Err(ClientError::Body(e)),
+                _ => {}
+            }
+        }
+        match outcome {
+            Some(WriteOutcome::Succeeded { strict }) => Ok(Written { timestamp, strict }),
+            _ if last_error.contains("disk full") => Err(ClientError::DiskFull),
+            _ => Err(ClientError::NoQuorum(last_error)),
+        }
+    }
+
+    /// Deletes an object (a tombstone at a quorum of replicas).
+    pub async fn delete_object(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Result<Written, ClientError> {
+        let rings = self.peers.rings();
+        let name = PathHasher::path_of(account, Some(container), Some(object));
+        let partition = rings.object.partition_for(&rings.hasher, &name);
+        let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
+        let listings = self.listing_targets(&rings, account, container);
+        let timestamp = self.now();
+        let request_id = RequestId::random();
+        let (mut quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
+        let req_for = |device: DeviceId, replica: usize| {
+            let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
+            let req = NodeRequest::DeleteBlob {
+                device: addr.device.clone(),
+                key: BlobKey::new(partition, name.clone()),
+                timestamp,
+                listing: listings.get(replica % listings.len().max(1)).cloned(),
+            };
+            Some((addr, req))
+        };
+        let mut calls = FuturesUnordered::new();
+        for (i, &device) in send.iter().enumerate() {
+            match req_for(device, i) {
+                Some((addr, req)) => calls.push(self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    Body::Empty,
+                    SMALL_CALL_TIMEOUT_MS,
+                    request_id,
+                )),
+                None => drop(quorum.on_failure(device)),
+            }
+        }
+        let mut replica = send.len();
+        let mut last_error = String::from("no target answered");
+        let mut outcome = quorum.outcome();
+        while outcome.is_none() {
+            let Some((device, result)) = calls.next().await else {
+                break;
+            };
+            match result {
+                Ok((NodeResponse::Written { .. }, _)) => outcome = quorum.on_ack(device),
+                other => {
+                    last_error = describe(&other);
+                    let (o, substitute) = quorum.on_failure(device);
+                    outcome = o;
+                    if let Some(h) = substitute
+                        && let Some((addr, req)) = req_for(h, replica)
+                    {
+                        replica += 1;
+                        calls.push(self.call_owned(
+                            h,
+                            addr,
+                            req,
+                            Body::Empty,
+                            SMALL_CALL_TIMEOUT_MS,
+                            request_id,
+                        ));
+                    }
+                }
+            }
+        }
+        tokio::spawn(async move { while calls.next().await.is_some() {} });
+        match outcome {
+            Some(WriteOutcome::Succeeded { strict }) => Ok(Written { timestamp, strict }),
+            _ => Err(ClientError::NoQuorum(last_error)),
+        }
+    }
+
+    /// The newest version among a read quorum (`None`: absent or deleted), and the devices that
+    /// hold exactly it.
+    async fn head_quorum(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Result<(u32, String, Option<(BlobMeta, Vec<DeviceId>)>), ClientError> {
+        let rings = self.peers.rings();
+        let name = PathHasher::path_of(account, Some(container), Some(object));
+        let partition = rings.object.partition_for(&rings.hasher, &name);
+        let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
+        let request_id = RequestId::random();
+        let (mut quorum, send) = ReadQuorum::<BlobMeta>::start_with(&primaries, &targets, spare);
+        let req_for = |device: DeviceId| {
+            let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
+            let req = NodeRequest::HeadBlob {
+                device: addr.device.clone(),
+                key: BlobKey::new(partition, name.clone()),
+            };
+            Some((addr, req))
+        };
+        let mut calls = FuturesUnordered::new();
+        for &device in &send {
+            match req_for(device) {
+                Some((addr, req)) => calls.push(self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    Body::Empty,
+                    SMALL_CALL_TIMEOUT_MS,
+                    request_id,
+                )),
+                None => drop(quorum.on_failure(device)),
+            }
+        }
+        let mut holders: BTreeMap<Timestamp, Vec<DeviceId>> = BTreeMap::new();
+        let mut last_error = String::from("no replica answered");
+        let mut outcome = None;
+        while outcome.is_none() {
+            let Some((device, result)) = calls.next().await else {
+                break;
+            };
+            match result {
+                Ok((NodeResponse::Meta(meta), _)) => {
+                    let held = meta.map(|m| {
+                        holders.entry(m.timestamp).or_default().push(device);
+                        (
+                            Version {
+                                timestamp: m.timestamp,
+                                tombstone: m.tombstone,
+                            },
+                            m,
+                        )
+                    });
+                    outcome = quorum.on_answer(device, held);
+                }
+                other => {
+                    last_error = describe(&other);
+                    let (o, substitute) = quorum.on_failure(device);
+                    outcome = o;
+                    if let Some(h) = substitute
+                        && let Some((addr, req)) = req_for(h)
+                    {
+                        calls.push(self.call_owned(
+                            h,
+                            addr,
+                            req,
+                            Body::Empty,
+                            SMALL_CALL_TIMEOUT_MS,
+                            request_id,
+                        ));
+                    }
+                }
+            }
+        }
+        // Late answers can still name more holders of the winning version for the GET fallback.
+        let late = tokio::time::timeout(Duration::from_millis(50), async {
+            let mut more = Vec::new();
+            while let Some((device, result)) = calls.next().await {
+                if let Ok((NodeResponse::Meta(Some(m)), _)) = result {
+                    more.push((m.timestamp, device));
+                }
+            }
+            more
+        })
+        .await
+        .unwrap_or_default();
+        for (ts, d) in late {
+            holders.entry(ts).or_default().push(d);
+        }
+        match outcome {
+            Some(ReadOutcome::Answered { newest, .. }) => {
+                let found = newest.filter(|(_, v, _)| !v.tombstone).map(|(_, v, meta)| {
+                    let devices = holders.remove(&v.timestamp).unwrap_or_default();
+                    (meta, devices)
+                });
+                Ok((partition, name, found))
+            }
+            _ => Err(ClientError::NoQuorum(last_error)),
+        }
+    }
+
+    /// An object's metadata, or `None` if it does not exist (or was deleted).
+    pub async fn head_object(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Result<Option<BlobMeta>, ClientError> {
+        Ok(self
+            .head_quorum(account, container, object)
+            .await?
+            .2
+            .map(|(m, _)| m))
+    }
+
+    /// An object's metadata and bytes (`range` is `[start, end)`), streamed from one replica
+    /// holding the newest version; a replica whose copy fails its checksum is skipped.
+    pub async fn get_object(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<(BlobMeta, Body)>, ClientError> {
+        let (partition, name, found) = self.head_quorum(account, container, object).await?;
+        let Some((meta, holders)) = found else {
+            return Ok(None);
+        };
+        let rings = self.peers.rings();
+        let holders: std::collections::VecDeque<DeviceAddr> = holders
+            .into_iter()
+            .filter_map(|d| self.peers.resolve(&rings, RingKind::Object, d))
+            .collect();
+        let mut fetch = ReplicaFetch {
+            peers: self.peers.clone(),
+            key: BlobKey::new(partition, name),
+            timestamp: meta.timestamp,
+            holders,
+        };
+        let (start, end) = range.unwrap_or((0, meta.size_bytes));
+        let (meta, mut body) = fetch.open(Some((start, end))).await?;
+        // A copy can fail its checksum mid-stream (the node refuses to send bad bytes and ends
+        // the stream with an error): resume from the next holder at the byte reached, so the
+        // caller sees one clean body.
+        let (mut tx, out) = Body::channel();
+        tokio::spawn(async move {
+            let mut pos = start;
+            loop {
+                match body.next_chunk().await {
+                    Some(Ok(chunk)) => {
+                        pos += chunk.len() as u64;
+                        if tx.send(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = tx.finish().await;
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        warn!(object = %fetch.key.name, at = pos, error = %e, "replica stream failed; resuming from another");
+                        match fetch.open(Some((pos, end))).await {
+                            Ok((_, next)) => body = next,
+                            Err(e) => {
+                                tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Some((meta, out)))
+    }
+
+    /// One page of a container listing, merged from a read quorum of listing replicas.
+    pub async fn list_objects(
+        &self,
+        account: &str,
+        container: &str,
+        query: ListQuery,
+    ) -> Result<ListPage, ClientError> {
+        let rings = self.peers.rings();
+        let path = PathHasher::path_of(account, Some(container), None);
+        let partition = rings.container.partition_for(&rings.hasher, &path);
+        let (primaries, targets, spare) = self.targets(&rings, RingKind::Container, partition);
+        let (mut quorum, send) = ReadQuorum::<ListPage>::start_with(&primaries, &targets, spare);
+        let key = ListingKey::new(partition, path);
+        let request_id = RequestId::random();
+        let req_for = |device: DeviceId| {
+            let addr = self.peers.resolve(&rings, RingKind::Container, device)?;
+            Some((
+                addr.clone(),
+                NodeRequest::List {
+                    device: addr.device,
+                    key: key.clone(),
+                    query: query.clone().into(),
+                },
+            ))
+        };
+        let mut calls = FuturesUnordered::new();
+        for &device in &send {
+            if let Some((addr, req)) = req_for(device) {
+                calls.push(self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    Body::Empty,
+                    SMALL_CALL_TIMEOUT_MS,
+                    request_id,
+                ));
+            } else {
+                drop(quorum.on_failure(device));
+            }
+        }
+        let mut pages = Vec::new();
+        let mut last_error = String::from("no listing replica answered");
+        let mut done = false;
+        while !done {
+            let Some((device, result)) = calls.next().await else {
+                break;
+            };
+            match result {
+                Ok((NodeResponse::Page(page), _)) => {
+                    pages.push(ListPage::from(page));
+                    // The quorum only counts answers here; the pages are merged below.
+                    done = quorum.on_answer(device, None).is_some();
+                }
+                other => {
+                    last_error = describe(&other);
+                    let (o, substitute) = quorum.on_failure(device);
+                    done = o.is_some();
+                    if let Some(h) = substitute
+                        && let Some((addr, req)) = req_for(h)
+                    {
+                        calls.push(self.call_owned(
+                            h,
+                            addr,
+                            req,
+                            Body::Empty,
+                            SMALL_CALL_TIMEOUT_MS,
+                            request_id,
+                        ));
+                    }
+                }
+            }
+        }
+        if pages.len() < crate::core::read_quorum(primaries.len()) {
+            return Err(ClientError::NoQuorum(last_error));
+        }
+        Ok(merge_pages(pages, &query))
+    }
+
+    fn call_owned(
+        &self,
+        device: DeviceId,
+        addr: DeviceAddr,
+        req: NodeRequest,
+        body: Body,
+        timeout_ms: u64,
+        request_id: RequestId,
+    ) -> impl std::future::Future<Output = CallResult> + Send + 'static {
+        let peers = self.peers.clone();
+        async move {
+            let r = peers
+                .call(
+                    &addr,
+                    &req,
+                    body,
+                    Duration::from_millis(timeout_ms),
+                    Some(request_id),
+                )
+                .await;
+            if let Err(e) = &r {
+                debug!(device = %addr.device, peer = %addr.addr, error = %e, "replica call failed");
+            }
+            (device, r)
+        }
+    }
+}
+
+/// Opens a byte range of one object version from its holders, one after another.
+#[derive(Debug)]
+struct ReplicaFetch {
+    peers: Arc<Peers>,
+    key: BlobKey,
+    timestamp: Timestamp,
+    holders: std::collections::VecDeque<DeviceAddr>,
+}
+
+impl ReplicaFetch {
+    /// The next holder that serves the range of exactly this version.
+    async fn open(&mut self, range: Option<(u64, u64)>) -> Result<(BlobMeta, Body), ClientError> {
+        let mut last_error = String::from("no replica holds the newest version");
+        while let Some(addr) = self.holders.pop_front() {
+            let req = NodeRequest::GetBlob {
+                device: addr.device.clone(),
+                key: self.key.clone(),
+                range,
+            };
+            let timeout = Duration::from_millis(BLOB_CALL_TIMEOUT_MS);
+            match self
+                .peers
+                .call(&addr, &req, Body::Empty, timeout, None)
+                .await
+            {
+                Ok((NodeResponse::Blob(Some(m)), body)) if m.timestamp == self.timestamp => {
+                    return Ok((m, body));
+                }
+                Ok((NodeResponse::Blob(_), _)) => {
+                    last_error = format!("{} changed underneath", addr.addr)
+                }
+                Err(PeerError::Refused(RemoteError::RangeNotSatisfiable { size_bytes })) => {
+                    return Err(ClientError::RangeNotSatisfiable { size_bytes });
+                }
+                Err(e) => {
+                    warn!(device = %addr.device, peer = %addr.addr, error = %e, "GET from replica failed; trying another");
+                    last_error = e.to_string();
+                }
+                Ok((other, _)) => last_error = format!("unexpected answer {other:?}"),
+            }
+        }
+        Err(ClientError::NoQuorum(last_error))
+    }
+}
+
+/// Copies a streamed body to every replica's channel. A replica that stops reading is dropped
+/// (its call fails, the quorum decides); the source is read to the end either way.
+async fn tee(body: Body, mut senders: Vec<BodySender>) -> Result<(), String> {
+    let mut body = body;
+    while let Some(chunk) = body.next_chunk().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                for s in senders {
+                    s.abort(cairn_net::NetError::Remote(format!(
+                        "client body failed: {e}"
+                    )))
+                    .await;
+                }
+                return Err(e.to_string());
+            }
+        };
+        let mut alive = Vec::with_capacity(senders.len());
+        for mut s in senders {
+            if s.send(chunk.clone()).await.is_ok() {
+                alive.push(s);
+            }
+        }
+        senders = alive;
+    }
+    for s in senders {
+        let _ = s.finish().await;
+    }
+    Ok(())
+}
+
+fn describe(r: &Result<(NodeResponse, Body), PeerError>) -> String {
+    match r {
+        Ok((resp, _)) => format!("unexpected answer {resp:?}"),
+        Err(PeerError::Refused(RemoteError::DiskFull)) => "disk full".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Merges listing pages from several replicas: the union by name (newest entry wins), in
+/// order, cut at the limit.
+fn merge_pages(pages: Vec<ListPage>, query: &ListQuery) -> ListPage {
+    let mut items: BTreeMap<String, ListItem> = BTreeMap::new();
+    // A replica's page covers names up to its last marker; past the smallest such bound another
+    // replica may know names this page did not reach, so the merged page stops there.
+    let mut bound: Option<String> = None;
+    for page in pages {
+        if page.truncated
+            && let Some(m) = page
+                .next_marker
+                .clone()
+                .or_else(|| page.items.last().map(|i| i.marker().to_string()))
+        {
+            bound = Some(match bound {
+                None => m,
+                Some(b) if query.reverse => b.max(m),
+                Some(b) => b.min(m),
+            });
+        }
+        for item in page.items {
+            let key = item.marker().to_string();
+            match (items.get(&key), &item) {
+                (Some(ListItem::Entry(old)), ListItem::Entry(new))
+                    if old.timestamp >= new.timestamp => {}
+                _ => {
+                    items.insert(key, item);
+                }
+            }
+        }
+    }
+    let mut ordered: Vec<ListItem> = items.into_values().collect();
+    if query.reverse {
+        ordered.reverse();
+    }
+    let mut truncated = bound.is_some();
+    if let Some(b) = &bound {
+        ordered.retain(|i| {
+            if query.reverse {
+                i.marker() >= b.as_str()
+            } else {
+                i.marker() <= b.as_str()
+            }
+        });
+    }
+    let limit = if query.limit == 0 {
+        ordered.len()
+    } else {
+        query.limit
+    };
+    if ordered.len() > limit {
+        truncated = true;
+        ordered.truncate(limit);
+    }
+    let next_marker = if truncated {
+        ordered.last().map(|i| i.marker().to_string()).or(bound)
+    } else {
+        None
+    };
+    ListPage {
+        items: ordered,
+        truncated,
+        next_marker,
+    }
+}

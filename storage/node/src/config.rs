@@ -1,0 +1,317 @@
+//! `node.toml`: one typed config, unknown keys rejected, validated with clear messages.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Which node-to-node transport to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    /// `cairn-net`'s measured default.
+    #[default]
+    Default,
+    Tcp,
+    Quic,
+}
+
+/// Which data-file I/O the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoChoiceConfig {
+    /// io_uring where the kernel allows it, else plain files.
+    #[default]
+    Auto,
+    Uring,
+    Plain,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique per node in the cluster: it goes into every timestamp this node issues.
+    pub node_id: u32,
+    /// RPC listen address; the ring lists the node's devices at this address (or `advertise`).
+    pub listen: SocketAddr,
+    /// The address the ring lists, if it differs from `listen` (e.g. `0.0.0.0` binds).
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    #[serde(default)]
+    pub transport: TransportChoice,
+    /// Prometheus metrics at `http://<metrics_listen>/metrics`.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    pub cluster: ClusterSection,
+    pub tls: TlsSection,
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceSection>,
+    #[serde(default)]
+    pub replicator: ReplicatorSection,
+    #[serde(default)]
+    pub auditor: AuditorSection,
+    #[serde(default)]
+    pub engine: EngineSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub hash_prefix: String,
+    pub hash_suffix: String,
+    pub object_ring: PathBuf,
+    /// Defaults to the object ring.
+    #[serde(default)]
+    pub container_ring: Option<PathBuf>,
+    /// Defaults to the container ring.
+    #[serde(default)]
+    pub account_ring: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// The device name as the ring lists it.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicatorSection {
+    #[serde(default = "default_replicator_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorSection {
+    #[serde(default = "default_audit_rate")]
+    pub objects_per_second: u32,
+    /// Pause after a full walk of a device.
+    #[serde(default = "default_audit_pause_ms")]
+    pub pause_ms: u64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    #[serde(default)]
+    pub io: IoChoiceConfig,
+    /// Tombstones older than this are dropped (Swift's `reclaim_age`, default one week).
+    #[serde(default = "default_reclaim_age_s")]
+    pub reclaim_age_s: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_replicator_interval_ms() -> u64 {
+    5_000
+}
+fn default_audit_rate() -> u32 {
+    50
+}
+fn default_audit_pause_ms() -> u64 {
+    30_000
+}
+fn default_reclaim_age_s() -> u64 {
+    7 * 24 * 3600
+}
+
+impl Default for ReplicatorSection {
+    fn default() -> Self {
+        ReplicatorSection {
+            interval_ms: default_replicator_interval_ms(),
+            enabled: true,
+        }
+    }
+}
+impl Default for AuditorSection {
+    fn default() -> Self {
+        AuditorSection {
+            objects_per_second: default_audit_rate(),
+            pause_ms: default_audit_pause_ms(),
+            enabled: true,
+        }
+    }
+}
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            io: IoChoiceConfig::Auto,
+            reclaim_age_s: default_reclaim_age_s(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates a config file; relative paths are taken from its directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = NodeConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.cluster.object_ring);
+        if let Some(p) = self.cluster.container_ring.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.cluster.account_ring.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.tls.ca_cert);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        for d in &mut self.devices {
+            fix(&mut d.path);
+        }
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.devices.is_empty() {
+            return Err(
+                "no [[device]] configured: a storage node serves at least one device".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut paths = BTreeSet::new();
+        for d in &self.devices {
+            if d.name.is_empty() || d.name.contains('/') {
+                return Err(format!(
+                    "device name {:?} must be non-empty and contain no '/'",
+                    d.name
+                ));
+            }
+            if !names.insert(d.name.clone()) {
+                return Err(format!("device {:?} is configured twice", d.name));
+            }
+            if !paths.insert(d.path.clone()) {
+                return Err(format!(
+                    "device path {} is used by two devices",
+                    d.path.display()
+                ));
+            }
+        }
+        if self.cluster.hash_prefix.is_empty() && self.cluster.hash_suffix.is_empty() {
+            return Err("cluster.hash_prefix and cluster.hash_suffix are both empty: set a secret so names cannot be aimed at partitions".into());
+        }
+        if self.replicator.interval_ms == 0 {
+            return Err("replicator.interval_ms must be > 0".into());
+        }
+        if self.auditor.objects_per_second == 0 {
+            return Err(
+                "auditor.objects_per_second must be > 0 (disable the auditor with enabled = false)"
+                    .into(),
+            );
+        }
+        if self.advertised().ip().is_unspecified() {
+            return Err(format!(
+                "listen is {} (unspecified address): set `advertise` to the address the ring lists",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address the ring lists for this node's devices.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 1
+listen = "127.0.0.1:6001"
+[cluster]
+hash_prefix = "p"
+hash_suffix = "s"
+object_ring = "object.ring"
+[tls]
+ca_cert = "ca.pem"
+cert = "node.pem"
+key = "node.key"
+[[device]]
+name = "d1"
+path = "d1"
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = NodeConfig::parse(GOOD).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.replicator.interval_ms, 5_000);
+        assert_eq!(c.transport, TransportChoice::Default);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = NodeConfig::parse(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+        let err = NodeConfig::parse(&GOOD.replace("path = \"d1\"", "path = \"d1\"\nsize = 3"))
+            .unwrap_err();
+        assert!(err.contains("size"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_devices_are_refused() {
+        let text = format!("{GOOD}\n[[device]]\nname = \"d1\"\npath = \"other\"\n");
+        let err = NodeConfig::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+    }
+}

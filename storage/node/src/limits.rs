@@ -1,0 +1,22 @@
+//! Every bound of the node in one place, units last in names.
+
+/// How long a device that failed a call is routed around.
+pub const DEVICE_DOWN_FOR_MS: u64 = 10_000;
+/// Handoff devices considered per partition (each failed target consumes one).
+pub const HANDOFFS_TRIED_MAX: usize = 6;
+/// Timeout of one small node-to-node call (metadata, digests, listing updates).
+pub const SMALL_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Timeout to the response head of a blob transfer; the body then has a per-chunk idle limit.
+pub const BLOB_CALL_TIMEOUT_MS: u64 = 30_000;
+/// A listing update tried inline before it goes to the durable pending queue.
+pub const LISTING_UPDATE_TIMEOUT_MS: u64 = 2_000;
+/// Pending listing updates retried per device per pass.
+pub const LISTING_PENDING_BATCH_MAX: usize = 256;
+/// Replication passes running at once per device.
+pub const REPLICATION_JOBS_PER_DEVICE_MAX: usize = 4;
+/// Pushes in flight per replication pass.
+pub const REPLICATION_PUSHES_INFLIGHT_MAX: usize = 8;
+/// Blobs the auditor verifies per batch.
+pub const AUDIT_BATCH_BLOBS_MAX: usize = 64;
+/// Largest listing page the node returns.
+pub const LIST_PAGE_ITEMS_MAX: usize = 10_000;

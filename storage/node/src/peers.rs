@@ -1,0 +1,174 @@
+//! Addressing devices across the cluster: the rings in force, device → socket address, calls
+//! with timeouts, and a short memory of devices that just failed (so requests route around
+//! them to handoffs at once instead of waiting for another timeout).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use cairn_net::{Body, CallOptions, NetError, RequestId, RpcClient};
+use cairn_ring::{DeviceId, PartitionRing, PathHasher};
+
+use crate::limits::{DEVICE_DOWN_FOR_MS, HANDOFFS_TRIED_MAX};
+use crate::rpc::{NodeRequest, NodeResponse, RemoteError};
+
+/// Which ring a name is placed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingKind {
+    Object,
+    Container,
+    Account,
+}
+
+/// The rings in force and the cluster's name hasher. Replaced whole when a new ring arrives.
+#[derive(Debug)]
+pub struct Rings {
+    pub object: PartitionRing,
+    pub container: PartitionRing,
+    pub account: PartitionRing,
+    pub hasher: PathHasher,
+}
+
+impl Rings {
+    pub fn ring(&self, kind: RingKind) -> &PartitionRing {
+        match kind {
+            RingKind::Object => &self.object,
+            RingKind::Container => &self.container,
+            RingKind::Account => &self.account,
+        }
+    }
+}
+
+/// One device as a caller reaches it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceAddr {
+    pub addr: SocketAddr,
+    pub device: String,
+}
+
+/// A failed call to a device.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("device {0} is not in the ring")]
+    UnknownDevice(DeviceId),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("refused: {0}")]
+    Refused(RemoteError),
+}
+
+/// Calls to other nodes' devices.
+#[derive(Debug)]
+pub struct Peers {
+    rpc: RpcClient,
+    rings: RwLock<Arc<Rings>>,
+    failed: Mutex<HashMap<DeviceAddr, Instant>>,
+}
+
+impl Peers {
+    pub fn new(rpc: RpcClient, rings: Rings) -> Peers {
+        Peers {
+            rpc,
+            rings: RwLock::new(Arc::new(rings)),
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The rings in force (a snapshot: a ring swap does not disturb a request in progress).
+    pub fn rings(&self) -> Arc<Rings> {
+        match self.rings.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_rings(&self, rings: Rings) {
+        let mut guard = match self.rings.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(rings);
+    }
+
+    pub fn resolve(&self, rings: &Rings, kind: RingKind, device: DeviceId) -> Option<DeviceAddr> {
+        let d = rings.ring(kind).device(device)?;
+        let ip: IpAddr = d.ip.parse().ok()?;
+        Some(DeviceAddr {
+            addr: SocketAddr::new(ip, d.port),
+            device: d.device.clone(),
+        })
+    }
+
+    /// A partition's primaries and its first handoffs, in ring order.
+    pub fn placement(
+        &self,
+        rings: &Rings,
+        kind: RingKind,
+        partition: u32,
+    ) -> (Vec<DeviceId>, Vec<DeviceId>) {
+        let ring = rings.ring(kind);
+        let primaries: Vec<DeviceId> = ring.primary_ids(partition).collect();
+        let handoffs = match ring.handoffs(partition) {
+            Ok(h) => h.take(HANDOFFS_TRIED_MAX).map(|d| d.id).collect(),
+            Err(_) => Vec::new(),
+        };
+        (primaries, handoffs)
+    }
+
+    /// Whether a call to the device failed recently.
+    pub fn is_down(&self, target: &DeviceAddr) -> bool {
+        let failed = match self.failed.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failed
+            .get(target)
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(DEVICE_DOWN_FOR_MS))
+    }
+
+    fn note(&self, target: &DeviceAddr, ok: bool) {
+        let mut failed = match self.failed.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if ok {
+            failed.remove(target);
+        } else {
+            failed.insert(target.clone(), Instant::now());
+        }
+    }
+
+    /// Calls a device. Transport failures and "device unavailable" mark it down for a while.
+    pub async fn call(
+        &self,
+        target: &DeviceAddr,
+        req: &NodeRequest,
+        body: Body,
+        timeout: Duration,
+        request_id: Option<RequestId>,
+    ) -> Result<(NodeResponse, Body), PeerError> {
+        let opts = CallOptions {
+            timeout,
+            request_id,
+        };
+        match self
+            .rpc
+            .call_with::<NodeRequest, NodeResponse>(target.addr, req, body, opts)
+            .await
+        {
+            Ok((NodeResponse::Refused(e), _)) => {
+                self.note(target, !matches!(e, RemoteError::Unavailable(_)));
+                Err(PeerError::Refused(e))
+            }
+            Ok(ok) => {
+                self.note(target, true);
+                Ok(ok)
+            }
+            Err(e) => {
+                self.note(target, false);
+                Err(PeerError::Net(e))
+            }
+        }
+    }
+}

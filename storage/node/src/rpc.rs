@@ -1,0 +1,238 @@
+//! The node-to-node messages. `cairn-net` moves them as postcard headers plus byte bodies; this
+//! module fixes what they mean. Blob bodies travel as the call's body, never in the header.
+
+use std::collections::BTreeMap;
+
+use cairn_engine::{
+    BlobEntry, BlobKey, BlobMeta, ListItem, ListPage, ListQuery, ListingEntry, ListingInfo,
+    ListingKey, ListingStats, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// Where a stored object's listing entry goes: the container listing's key and the listing
+/// device this object replica must update (Swift's "container update", one per replica).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingTarget {
+    pub key: ListingKey,
+    pub addr: std::net::SocketAddr,
+    pub device: String,
+}
+
+/// A request to one device of a node, named as in the ring (`device`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NodeRequest {
+    /// Store a blob; the body streams the bytes. `size_bytes` is checked before commit.
+    PutBlob {
+        device: String,
+        key: BlobKey,
+        timestamp: Timestamp,
+        size_bytes: u64,
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        listing: Option<ListingTarget>,
+    },
+    /// Store a tombstone.
+    DeleteBlob {
+        device: String,
+        key: BlobKey,
+        timestamp: Timestamp,
+        listing: Option<ListingTarget>,
+    },
+    /// The stored version's metadata (tombstones included).
+    HeadBlob {
+        device: String,
+        key: BlobKey,
+    },
+    /// The stored version's bytes (`range` is `[start, end)`), streamed in the response body.
+    GetBlob {
+        device: String,
+        key: BlobKey,
+        range: Option<(u64, u64)>,
+    },
+    BlobDigest {
+        device: String,
+        partition: u32,
+    },
+    BlobEntries {
+        device: String,
+        partition: u32,
+        buckets: Vec<u16>,
+    },
+    MergeListing {
+        device: String,
+        key: ListingKey,
+        entries: Vec<ListingEntry>,
+    },
+    MergeListingInfo {
+        device: String,
+        key: ListingKey,
+        info: ListingInfo,
+    },
+    GetListingInfo {
+        device: String,
+        key: ListingKey,
+    },
+    List {
+        device: String,
+        key: ListingKey,
+        query: WireListQuery,
+    },
+    ListingStats {
+        device: String,
+        key: ListingKey,
+    },
+}
+
+impl NodeRequest {
+    pub fn device(&self) -> &str {
+        match self {
+            NodeRequest::PutBlob { device, .. }
+            | NodeRequest::DeleteBlob { device, .. }
+            | NodeRequest::HeadBlob { device, .. }
+            | NodeRequest::GetBlob { device, .. }
+            | NodeRequest::BlobDigest { device, .. }
+            | NodeRequest::BlobEntries { device, .. }
+            | NodeRequest::MergeListing { device, .. }
+            | NodeRequest::MergeListingInfo { device, .. }
+            | NodeRequest::GetListingInfo { device, .. }
+            | NodeRequest::List { device, .. }
+            | NodeRequest::ListingStats { device, .. } => device,
+        }
+    }
+
+    /// A short name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeRequest::PutBlob { .. } => "put_blob",
+            NodeRequest::DeleteBlob { .. } => "delete_blob",
+            NodeRequest::HeadBlob { .. } => "head_blob",
+            NodeRequest::GetBlob { .. } => "get_blob",
+            NodeRequest::BlobDigest { .. } => "blob_digest",
+            NodeRequest::BlobEntries { .. } => "blob_entries",
+            NodeRequest::MergeListing { .. } => "merge_listing",
+            NodeRequest::MergeListingInfo { .. } => "merge_listing_info",
+            NodeRequest::GetListingInfo { .. } => "get_listing_info",
+            NodeRequest::List { .. } => "list",
+            NodeRequest::ListingStats { .. } => "listing_stats",
+        }
+    }
+}
+
+/// Why a device refused a request, as the caller needs to react to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// The stored copy failed its checksum: read another replica.
+    #[error("corrupt copy: {0}")]
+    Corrupt(String),
+    #[error("disk full")]
+    DiskFull,
+    /// The device is out of service, or not served by this node.
+    #[error("device unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("range not satisfiable: object is {size_bytes} bytes")]
+    RangeNotSatisfiable { size_bytes: u64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The answer to a [`NodeRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NodeResponse {
+    /// A write is durable (or a newer version already was: `applied` false).
+    Written {
+        applied: bool,
+    },
+    Meta(Option<BlobMeta>),
+    /// GetBlob: the metadata; the bytes follow in the body. `None`: nothing stored (or deleted).
+    Blob(Option<BlobMeta>),
+    Digest(Vec<u128>),
+    Entries(Vec<BlobEntry>),
+    Page(WireListPage),
+    Info(Option<ListingInfo>),
+    Stats(ListingStats),
+    Done,
+    Refused(RemoteError),
+}
+
+/// [`ListQuery`] on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireListQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub marker: Option<String>,
+    pub end_marker: Option<String>,
+    pub limit: usize,
+    pub reverse: bool,
+}
+
+impl From<ListQuery> for WireListQuery {
+    fn from(q: ListQuery) -> Self {
+        WireListQuery {
+            prefix: q.prefix,
+            delimiter: q.delimiter,
+            marker: q.marker,
+            end_marker: q.end_marker,
+            limit: q.limit,
+            reverse: q.reverse,
+        }
+    }
+}
+
+impl From<WireListQuery> for ListQuery {
+    fn from(q: WireListQuery) -> Self {
+        ListQuery {
+            prefix: q.prefix,
+            delimiter: q.delimiter,
+            marker: q.marker,
+            end_marker: q.end_marker,
+            limit: q.limit,
+            reverse: q.reverse,
+        }
+    }
+}
+
+/// [`ListPage`] on the wire: entries, or common prefixes (`Err`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireListPage {
+    pub items: Vec<Result<ListingEntry, String>>,
+    pub truncated: bool,
+    pub next_marker: Option<String>,
+}
+
+impl From<ListPage> for WireListPage {
+    fn from(p: ListPage) -> Self {
+        let items = p
+            .items
+            .into_iter()
+            .map(|i| match i {
+                ListItem::Entry(e) => Ok(e),
+                ListItem::Prefix(p) => Err(p),
+            })
+            .collect();
+        WireListPage {
+            items,
+            truncated: p.truncated,
+            next_marker: p.next_marker,
+        }
+    }
+}
+
+impl From<WireListPage> for ListPage {
+    fn from(p: WireListPage) -> Self {
+        let items = p
+            .items
+            .into_iter()
+            .map(|i| match i {
+                Ok(e) => ListItem::Entry(e),
+                Err(p) => ListItem::Prefix(p),
+            })
+            .collect();
+        ListPage {
+            items,
+            truncated: p.truncated,
+            next_marker: p.next_marker,
+        }
+    }
+}

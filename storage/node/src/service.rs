@@ -1,0 +1,350 @@
+//! The storage node's RPC service: decodes a [`NodeRequest`], runs it on the addressed device's
+//! engine, and answers. Blob bodies stream through in both directions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use cairn_engine::{
+    BlobCommit, BlobKey, BlobReader, BlobWriter, ByteRange, Error as EngineError, ListingEntry,
+    StorageEngine, WriteOutcome,
+};
+use cairn_net::{Body, CallContext, Handler, HandlerError, Response, decode_request};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::listing_updates::ListingUpdater;
+use crate::metrics::NodeMetrics;
+use crate::rpc::{NodeRequest, NodeResponse, RemoteError};
+
+/// The devices this node serves, by ring device id.
+#[derive(Debug)]
+pub struct DeviceSet<E> {
+    devices: BTreeMap<String, Arc<E>>,
+}
+
+impl<E: StorageEngine> DeviceSet<E> {
+    /// Devices by name (the ring's device name, as `sdb1` in Swift).
+    pub fn new(devices: BTreeMap<String, Arc<E>>) -> DeviceSet<E> {
+        DeviceSet { devices }
+    }
+
+    pub fn get(&self, device: &str) -> Option<&Arc<E>> {
+        self.devices.get(device)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<E>)> {
+        self.devices.iter().map(|(d, e)| (d.as_str(), e))
+    }
+}
+
+/// Serves a node's devices to the cluster.
+#[derive(Debug)]
+pub struct NodeService<E> {
+    devices: Arc<DeviceSet<E>>,
+    listing: Arc<ListingUpdater<E>>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl<E> Clone for NodeService<E> {
+    fn clone(&self) -> Self {
+        NodeService {
+            devices: self.devices.clone(),
+            listing: self.listing.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<E: StorageEngine> NodeService<E> {
+    pub fn new(
+        devices: Arc<DeviceSet<E>>,
+        listing: Arc<ListingUpdater<E>>,
+        metrics: Arc<NodeMetrics>,
+    ) -> NodeService<E> {
+        NodeService {
+            devices,
+            listing,
+            metrics,
+        }
+    }
+
+    fn engine(&self, device: &str) -> Result<&Arc<E>, RemoteError> {
+        self.devices
+            .get(device)
+            .ok_or_else(|| RemoteError::Unavailable(format!("device {device} is not on this node")))
+    }
+
+    async fn dispatch(
+        &self,
+        req: NodeRequest,
+        body: Body,
+    ) -> Result<(NodeResponse, Body), RemoteError> {
+        let engine = self.engine(req.device())?.clone();
+        let reply = |r: NodeResponse| Ok((r, Body::Empty));
+        match req {
+            NodeRequest::PutBlob {
+                device,
+                key,
+                timestamp,
+                size_bytes,
+                content_type,
+                user_meta,
+                listing,
+            } => {
+                let commit = BlobCommit {
+                    timestamp,
+                    content_type: content_type.clone(),
+                    user_meta,
+                };
+                let outcome = self
+                    .put_blob(&engine, key.clone(), size_bytes, commit, body)
+                    .await?;
+                let applied = outcome == WriteOutcome::Applied;
+                if applied && let Some(target) = listing {
+                    let entry = ListingEntry {
+                        name: object_name(&key.name),
+                        timestamp,
+                        deleted: false,
+                        size_bytes,
+                        etag: self.etag_of(&engine, &key).await,
+                        content_type,
+                    };
+                    self.listing.update(&device, target, entry).await;
+                }
+                reply(NodeResponse::Written { applied })
+            }
+            NodeRequest::DeleteBlob {
+                device,
+                key,
+                timestamp,
+                listing,
+            } => {
+                let outcome = engine
+                    .delete_blob(key.clone(), timestamp)
+                    .await
+                    .map_err(remote)?;
+                let applied = outcome == WriteOutcome::Applied;
+                if applied && let Some(target) = listing {
+                    let entry = ListingEntry {
+                        name: object_name(&key.name),
+                        timestamp,
+                        deleted: true,
+                        size_bytes: 0,
+                        etag: String::new(),
+                        content_type: String::new(),
+                    };
+                    self.listing.update(&device, target, entry).await;
+                }
+                reply(NodeResponse::Written { applied })
+            }
+            NodeRequest::HeadBlob { key, .. } => reply(NodeResponse::Meta(
+                engine.blob_meta(&key).await.map_err(remote)?,
+            )),
+            NodeRequest::GetBlob { key, range, .. } => self.get_blob(&engine, key, range).await,
+            NodeRequest::BlobDigest { partition, .. } => reply(NodeResponse::Digest(
+                engine.blob_digest(partition).await.map_err(remote)?.buckets,
+            )),
+            NodeRequest::BlobEntries {
+                partition, buckets, ..
+            } => reply(NodeResponse::Entries(
+                engine
+                    .blob_entries(partition, &buckets)
+                    .await
+                    .map_err(remote)?,
+            )),
+            NodeRequest::MergeListing { key, entries, .. } => {
+                engine
+                    .merge_listing_entries(&key, entries)
+                    .await
+                    .map_err(remote)?;
+                reply(NodeResponse::Done)
+            }
+            NodeRequest::MergeListingInfo { key, info, .. } => {
+                engine
+                    .merge_listing_info(&key, info)
+                    .await
+                    .map_err(remote)?;
+                reply(NodeResponse::Done)
+            }
+            NodeRequest::GetListingInfo { key, .. } => reply(NodeResponse::Info(
+                engine.listing_info(&key).await.map_err(remote)?,
+            )),
+            NodeRequest::List { key, query, .. } => reply(NodeResponse::Page(
+                engine
+                    .list(&key, &query.into())
+                    .await
+                    .map_err(remote)?
+                    .into(),
+            )),
+            NodeRequest::ListingStats { key, .. } => reply(NodeResponse::Stats(
+                engine.listing_stats(&key).await.map_err(remote)?,
+            )),
+        }
+    }
+
+    async fn etag_of(&self, engine: &E, key: &BlobKey) -> String {
+        match engine.blob_meta(key).await {
+            Ok(Some(meta)) => meta.etag,
+            _ => String::new(),
+        }
+    }
+
+    /// Streams the request body into the engine; nothing is visible unless every byte arrived
+    /// and the size matches.
+    async fn put_blob(
+        &self,
+        engine: &E,
+        key: BlobKey,
+        size_bytes: u64,
+        commit: BlobCommit,
+        body: Body,
+    ) -> Result<WriteOutcome, RemoteError> {
+        let mut writer = engine
+            .begin_blob(key, Some(size_bytes))
+            .await
+            .map_err(remote)?;
+        let mut received = 0u64;
+        let mut feed = |chunk: Bytes| {
+            received += chunk.len() as u64;
+            chunk
+        };
+        let mut body = body;
+        let streamed: Result<(), RemoteError> = async {
+            while let Some(chunk) = body.next_chunk().await {
+                let chunk = chunk.map_err(|e| RemoteError::Other(format!("body: {e}")))?;
+                writer.write(feed(chunk)).await.map_err(remote)?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        self.metrics.bytes_in(received);
+        if received != size_bytes {
+            let _ = writer.abort().await;
+            return Err(RemoteError::Invalid(format!(
+                "body has {received} bytes, announced {size_bytes}"
+            )));
+        }
+        writer.commit(commit).await.map_err(remote)
+    }
+
+    /// Answers with the metadata and streams the bytes. The first chunk is read before
+    /// answering so a copy that fails its checksum at once is refused cleanly (and quarantined).
+    async fn get_blob(
+        &self,
+        engine: &Arc<E>,
+        key: BlobKey,
+        range: Option<(u64, u64)>,
+    ) -> Result<(NodeResponse, Body), RemoteError> {
+        let range = range.map(|(start, end)| ByteRange { start, end });
+        let Some((meta, mut reader)) = engine.read_blob(&key, range).await.map_err(remote)? else {
+            return Ok((NodeResponse::Blob(None), Body::Empty));
+        };
+        let first = match reader.next_chunk().await {
+            Ok(first) => first,
+            Err(e) => {
+                self.quarantine_on_corrupt(engine, &key, meta.timestamp, &e)
+                    .await;
+                return Err(remote(e));
+            }
+        };
+        let Some(first) = first else {
+            return Ok((NodeResponse::Blob(Some(meta)), Body::Empty));
+        };
+        let (mut tx, body) = Body::channel();
+        let metrics = self.metrics.clone();
+        let engine = engine.clone();
+        let timestamp = meta.timestamp;
+        let service = self.clone();
+        tokio::spawn(
+            async move {
+                let mut next = Some(first);
+                while let Some(chunk) = next.take() {
+                    metrics.bytes_out(chunk.len() as u64);
+                    if tx.send(chunk).await.is_err() {
+                        return; // the caller went away
+                    }
+                    match reader.next_chunk().await {
+                        Ok(c) => next = c,
+                        Err(e) => {
+                            service
+                                .quarantine_on_corrupt(&engine, &key, timestamp, &e)
+                                .await;
+                            tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.finish().await;
+            }
+            .in_current_span(),
+        );
+        Ok((NodeResponse::Blob(Some(meta)), body))
+    }
+
+    async fn quarantine_on_corrupt(
+        &self,
+        engine: &E,
+        key: &BlobKey,
+        timestamp: cairn_engine::Timestamp,
+        err: &EngineError,
+    ) {
+        if let EngineError::Corrupt(why) = err {
+            warn!(object = %key.name, %why, "corrupt copy read; quarantining it");
+            match engine.quarantine(key, timestamp).await {
+                Ok(_) => self.metrics.quarantined(1),
+                Err(e) => warn!(object = %key.name, error = %e, "quarantine failed"),
+            }
+        }
+    }
+}
+
+impl<E: StorageEngine> Handler for NodeService<E> {
+    async fn handle(
+        &self,
+        ctx: CallContext,
+        header: Bytes,
+        body: Body,
+    ) -> Result<Response, HandlerError> {
+        let req: NodeRequest = decode_request(&header)?;
+        let kind = req.kind();
+        let span = info_span!("node_rpc", request_id = %ctx.request_id, peer = %ctx.peer_name, kind, device = req.device());
+        let started = Instant::now();
+        let result = self.dispatch(req, body).instrument(span.clone()).await;
+        let (msg, body) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                span.in_scope(|| debug!(error = %e, "refused"));
+                (NodeResponse::Refused(e), Body::Empty)
+            }
+        };
+        self.metrics.request(
+            kind,
+            matches!(msg, NodeResponse::Refused(_)),
+            started.elapsed(),
+        );
+        Response::encode(&msg, body)
+    }
+}
+
+/// The object part of "/account/container/object".
+pub fn object_name(path: &str) -> String {
+    path.splitn(4, '/').nth(3).unwrap_or_default().to_string()
+}
+
+pub(crate) fn remote(e: EngineError) -> RemoteError {
+    match e {
+        EngineError::Corrupt(why) => RemoteError::Corrupt(why),
+        EngineError::DiskFull => RemoteError::DiskFull,
+        EngineError::Failed(why) => RemoteError::Unavailable(why),
+        EngineError::Invalid(why) => RemoteError::Invalid(why),
+        EngineError::RangeNotSatisfiable { size_bytes } => {
+            RemoteError::RangeNotSatisfiable { size_bytes }
+        }
+        other => RemoteError::Other(other.to_string()),
+    }
+}
