@@ -70,6 +70,31 @@ async fn get(client: &ClusterClient, object: &str) -> Result<Option<Bytes>, Clie
     }
 }
 
+/// Every live name in the container, read page by page through the cluster client.
+async fn list_all(client: &ClusterClient, page: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut marker = None;
+    for _ in 0..1_000 {
+        let query = cairn_engine::ListQuery {
+            marker: marker.clone(),
+            limit: page,
+            ..Default::default()
+        };
+        let p = client
+            .list_objects(ACCOUNT, CONTAINER, query)
+            .await
+            .unwrap();
+        for item in &p.items {
+            names.push(item.marker().to_string());
+        }
+        if !p.truncated {
+            return names;
+        }
+        marker = p.next_marker.clone().or_else(|| names.last().cloned());
+    }
+    panic!("listing did not end within 1,000 pages");
+}
+
 /// The copy one node's device holds, read directly (bypassing quorums).
 async fn device_get(
     cluster: &TestCluster,
@@ -100,8 +125,13 @@ async fn device_get(
     }
 }
 
-/// Whether every partition's primaries report identical digests.
+/// Whether every partition's primaries report identical blob and listing digests.
 async fn replicas_identical(cluster: &TestCluster, client: &ClusterClient) -> bool {
+    digests_identical(cluster, client, false).await
+        && digests_identical(cluster, client, true).await
+}
+
+async fn digests_identical(cluster: &TestCluster, client: &ClusterClient, listings: bool) -> bool {
     let rings = client.peers().rings();
     for part in 0..cluster.ring.partitions() {
         let mut digests = Vec::new();
@@ -109,9 +139,11 @@ async fn replicas_identical(cluster: &TestCluster, client: &ClusterClient) -> bo
             let Some(to) = client.peers().resolve(&rings, RingKind::Object, d) else {
                 return false;
             };
-            let req = NodeRequest::BlobDigest {
-                device: to.device.clone(),
-                partition: part,
+            let (device, partition) = (to.device.clone(), part);
+            let req = if listings {
+                NodeRequest::ListingDigest { device, partition }
+            } else {
+                NodeRequest::BlobDigest { device, partition }
             };
             match client
                 .peers()
@@ -253,6 +285,15 @@ async fn a_stale_node_converges_by_replication_after_restart() {
         cluster.log(2)
     );
     eprintln!("converged {:?} after restart", started.elapsed());
+    let live: Vec<String> = (0..40)
+        .filter(|i| !(*i < 20 && i % 3 == 0))
+        .map(name)
+        .collect();
+    assert_eq!(
+        list_all(&client, 7).await,
+        live,
+        "container listing after convergence"
+    );
     for i in 0..40 {
         let want = if i < 20 && i % 3 == 0 {
             None

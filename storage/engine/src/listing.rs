@@ -1,7 +1,8 @@
 //! Listing queries (Swift semantics) over any ordered source, so every engine lists the same way.
 //!
 //! Rules: `marker` and `end_marker` are exclusive; with `reverse` they bound the other side
-//! (results are before `marker` and after `end_marker`). Deleted entries never appear. With a
+//! (results are before `marker` and after `end_marker`). Deleted entries appear only with
+//! `include_deleted`, and never as common prefixes. With a
 //! delimiter, a name whose remainder after `prefix` contains the delimiter rolls up into one
 //! common prefix (up to and including the delimiter); a common prefix counts toward `limit` and
 //! is not returned when it equals `marker` (it was the last item of the previous page).
@@ -90,14 +91,14 @@ pub fn run_query(source: &mut impl ListSource, query: &ListQuery) -> Result<List
             break;
         }
         last_scanned = Some(entry.name.clone());
-        if entry.deleted {
-            continue;
-        }
         let rolled = delimiter.and_then(|d| {
             name[prefix.len()..]
                 .find(d)
                 .map(|i| name[..prefix.len() + i + d.len()].to_string())
         });
+        if entry.deleted && (!query.include_deleted || rolled.is_some()) {
+            continue;
+        }
         let item = match rolled {
             Some(common) => {
                 // Skip everything under this common prefix in one seek.
@@ -215,6 +216,17 @@ mod tests {
         };
         f(&mut query);
         query
+    }
+
+    #[test]
+    fn deleted_entries_appear_only_when_asked_and_never_as_prefixes() {
+        let es = entries(&["a", "b!deleted", "c/1!deleted"]);
+        assert_eq!(names(&run(&es, &q(|_| {}))), ["a"]);
+        let with = q(|q| {
+            q.include_deleted = true;
+            q.delimiter = Some("/".into());
+        });
+        assert_eq!(names(&run(&es, &with)), ["a", "b!deleted"]);
     }
 
     fn run(es: &[ListingEntry], query: &ListQuery) -> ListPage {

@@ -244,6 +244,10 @@ pub struct ListQuery {
     /// Most items (entries plus common prefixes) returned; capped at `LIST_LIMIT_MAX`.
     pub limit: usize,
     pub reverse: bool,
+    /// Also return deleted entries (as entries with `deleted` set; never rolled into common
+    /// prefixes), so a reader merging several replicas' pages can let a newer deletion on one
+    /// replica hide an older entry on another.
+    pub include_deleted: bool,
 }
 
 /// One item of a listing page.

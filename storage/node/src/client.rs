@@ -497,6 +497,12 @@ impl ClusterClient {
         let partition = rings.container.partition_for(&rings.hasher, &path);
         let (primaries, targets, spare) = self.targets(&rings, RingKind::Container, partition);
         let (mut quorum, send) = ReadQuorum::<ListPage>::start_with(&primaries, &targets, spare);
+        // Replicas also return deletions, so one replica's newer deletion hides another's
+        // older entry in the merge (read-after-write for listings, deletes included).
+        let query = ListQuery {
+            include_deleted: true,
+            ..query
+        };
         let key = ListingKey::new(partition, path);
         let request_id = RequestId::random();
         let req_for = |device: DeviceId| {
@@ -706,7 +712,10 @@ fn merge_pages(pages: Vec<ListPage>, query: &ListQuery) -> ListPage {
             }
         }
     }
-    let mut ordered: Vec<ListItem> = items.into_values().collect();
+    let mut ordered: Vec<ListItem> = items
+        .into_values()
+        .filter(|i| !matches!(i, ListItem::Entry(e) if e.deleted))
+        .collect();
     if query.reverse {
         ordered.reverse();
     }

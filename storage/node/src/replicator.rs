@@ -1,17 +1,19 @@
 //! The replicator: keeps every partition's replicas whole by running a [`ReplicationJob`] per
-//! partition a device holds, performing the job's commands with engine calls and RPCs.
+//! partition a device holds — once for its blobs (object ring) and once for its listing
+//! entries (container ring) — performing the job's commands with engine calls and RPCs.
 //!
 //! Runs continuously per device: one *cycle* visits every partition on the device, a bounded
-//! number at once; `replication_lag_seconds` reports how long ago the last cycle finished.
+//! number at once; `replication_lag_seconds` reports how long ago the last clean cycle ended.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_engine::{BlobKey, BlobReader, StorageEngine};
+use cairn_engine::digest::bucket_of;
+use cairn_engine::{BlobKey, BlobReader, ListingEntry, ListingKey, StorageEngine};
 use cairn_net::Body;
-use cairn_ring::DeviceId;
+use cairn_ring::{DeviceId, PartitionRing};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tracing::{debug, info, warn};
@@ -25,12 +27,29 @@ use crate::metrics::NodeMetrics;
 use crate::peers::{DeviceAddr, Peers, RingKind, Rings};
 use crate::rpc::{NodeRequest, NodeResponse};
 
+/// What a pass replicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Items {
+    Blobs,
+    /// Listing entries; item names are "path\0entry name", as the engine's listing digest.
+    Listings,
+}
+
+impl Items {
+    fn ring(self) -> RingKind {
+        match self {
+            Items::Blobs => RingKind::Object,
+            Items::Listings => RingKind::Container,
+        }
+    }
+}
+
 /// Replicates one device's partitions.
 #[derive(Debug)]
 pub struct Replicator<E> {
     device: String,
     engine: Arc<E>,
-    /// This node's RPC address as the ring lists it, to find the device's own ring id.
+    /// This node's RPC address as the rings list it, to find the device's own ring ids.
     advertised: SocketAddr,
     peers: Arc<Peers>,
     metrics: Arc<NodeMetrics>,
@@ -39,10 +58,40 @@ pub struct Replicator<E> {
 /// What one cycle did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CycleReport {
-    pub partitions: u64,
+    pub passes: u64,
     pub pushed: u64,
     pub purged: u64,
     pub failed_peers: u64,
+}
+
+impl CycleReport {
+    fn add(&mut self, other: CycleReport) {
+        self.passes += other.passes;
+        self.pushed += other.pushed;
+        self.purged += other.purged;
+        self.failed_peers += other.failed_peers;
+    }
+}
+
+fn entry_version(
+    name: String,
+    timestamp: cairn_engine::Timestamp,
+    tombstone: bool,
+) -> (u16, EntryVersion) {
+    (
+        bucket_of(&name),
+        EntryVersion {
+            name,
+            version: Version {
+                timestamp,
+                tombstone,
+            },
+        },
+    )
+}
+
+fn listing_item(path: &str, entry: &ListingEntry) -> String {
+    format!("{path}\0{}", entry.name)
 }
 
 impl<E: StorageEngine> Replicator<E> {
@@ -64,16 +113,14 @@ impl<E: StorageEngine> Replicator<E> {
 
     /// Cycles forever, `interval` apart.
     pub async fn run(self: Arc<Self>, interval: Duration) {
-        let mut last_done = Instant::now();
+        let mut last_clean = Instant::now();
         loop {
             let report = self.cycle().await;
-            last_done = if report.failed_peers == 0 {
-                Instant::now()
-            } else {
-                last_done
-            };
+            if report.failed_peers == 0 {
+                last_clean = Instant::now();
+            }
             self.metrics
-                .replication_lag(&self.device, last_done.elapsed().as_secs_f64());
+                .replication_lag(&self.device, last_clean.elapsed().as_secs_f64());
             if report.pushed + report.purged > 0 {
                 info!(device = %self.device, ?report, "replication cycle");
             }
@@ -81,10 +128,8 @@ impl<E: StorageEngine> Replicator<E> {
         }
     }
 
-    fn my_id(&self, rings: &Rings) -> Option<DeviceId> {
-        rings
-            .object
-            .devices()
+    fn my_id(&self, ring: &PartitionRing) -> Option<DeviceId> {
+        ring.devices()
             .find(|d| {
                 d.device == self.device
                     && d.port == self.advertised.port()
@@ -93,7 +138,7 @@ impl<E: StorageEngine> Replicator<E> {
             .map(|d| d.id)
     }
 
-    /// One pass over every partition the device holds.
+    /// One pass over every partition the device holds, blobs then listings.
     pub async fn cycle(&self) -> CycleReport {
         let rings = self.peers.rings();
         let mut report = CycleReport::default();
@@ -105,16 +150,17 @@ impl<E: StorageEngine> Replicator<E> {
                 return report;
             }
         };
-        let total = rings.object.partitions();
-        let me = self.my_id(&rings);
-        let mut passes = futures::stream::iter(partitions.into_iter().filter(|&p| p < total))
-            .map(|p| self.replicate_partition(&rings, me, p))
-            .buffer_unordered(REPLICATION_JOBS_PER_DEVICE_MAX);
-        while let Some(r) = passes.next().await {
-            report.partitions += 1;
-            report.pushed += r.pushed;
-            report.purged += r.purged;
-            report.failed_peers += r.failed_peers;
+        for items in [Items::Blobs, Items::Listings] {
+            let ring = rings.ring(items.ring());
+            let total = ring.partitions();
+            let me = self.my_id(ring);
+            let mut passes =
+                futures::stream::iter(partitions.iter().copied().filter(|&p| p < total))
+                    .map(|p| self.replicate_partition(&rings, items, me, p))
+                    .buffer_unordered(REPLICATION_JOBS_PER_DEVICE_MAX);
+            while let Some(r) = passes.next().await {
+                report.add(r);
+            }
         }
         report
     }
@@ -122,11 +168,15 @@ impl<E: StorageEngine> Replicator<E> {
     async fn replicate_partition(
         &self,
         rings: &Rings,
+        items: Items,
         me: Option<DeviceId>,
         part: u32,
     ) -> CycleReport {
-        let mut out = CycleReport::default();
-        let primaries: Vec<DeviceId> = rings.object.primary_ids(part).collect();
+        let mut out = CycleReport {
+            passes: 1,
+            ..CycleReport::default()
+        };
+        let primaries: Vec<DeviceId> = rings.ring(items.ring()).primary_ids(part).collect();
         let is_primary = me.is_some_and(|m| primaries.contains(&m));
         let (role, peer_ids): (ReplicaRole, Vec<DeviceId>) = if is_primary {
             (
@@ -137,17 +187,27 @@ impl<E: StorageEngine> Replicator<E> {
                     .filter(|&d| Some(d) != me)
                     .collect(),
             )
+        } else if items == Items::Listings {
+            // Listing updates only ever go to primaries, so a non-primary holds listing data
+            // only after a ring change; moving it is the ring-change work of the control plane.
+            return CycleReport::default();
         } else {
             (ReplicaRole::Handoff, primaries.clone())
         };
-        let digest = match self.engine.blob_digest(part).await {
+        let digest = match items {
+            Items::Blobs => self.engine.blob_digest(part).await,
+            Items::Listings => self.engine.listing_digest(part).await,
+        };
+        let digest = match digest {
             Ok(d) => d.buckets,
             Err(e) => {
-                warn!(device = %self.device, part, error = %e, "digest failed");
+                warn!(device = %self.device, part, ?items, error = %e, "digest failed");
                 out.failed_peers += 1;
                 return out;
             }
         };
+        // Listing entries read locally, by item name, for pushing them whole.
+        let mut listing_local: BTreeMap<String, (String, ListingEntry)> = BTreeMap::new();
         let (mut job, cmds) = ReplicationJob::start(role, digest, &peer_ids);
         let mut queue: VecDeque<JobCommand> = cmds.into();
         let mut inflight = FuturesUnordered::new();
@@ -156,40 +216,44 @@ impl<E: StorageEngine> Replicator<E> {
                 match cmd {
                     JobCommand::ReadLocal { buckets } => {
                         let buckets = buckets.unwrap_or_else(all_buckets);
-                        let input = match self.engine.blob_entries(part, &buckets).await {
-                            Ok(entries) => JobInput::LocalEntries {
-                                entries: entries
-                                    .into_iter()
-                                    .map(|e| {
-                                        let bucket = cairn_engine::digest::bucket_of(&e.name);
-                                        (
-                                            bucket,
-                                            EntryVersion {
-                                                name: e.name,
-                                                version: Version {
-                                                    timestamp: e.timestamp,
-                                                    tombstone: e.tombstone,
-                                                },
-                                            },
-                                        )
-                                    })
-                                    .collect(),
-                            },
-                            Err(e) => {
-                                // Without local entries nothing can be pushed or purged safely:
-                                // fail every peer so the pass ends without purging.
-                                warn!(device = %self.device, part, error = %e, "reading local entries failed");
-                                for &p in &peer_ids {
-                                    queue.extend(job.on_input(JobInput::PeerFailed { peer: p }));
-                                }
-                                JobInput::LocalEntries {
-                                    entries: Vec::new(),
-                                }
+                        let entries = match items {
+                            Items::Blobs => {
+                                self.engine.blob_entries(part, &buckets).await.map(|es| {
+                                    es.into_iter()
+                                        .map(|e| entry_version(e.name, e.timestamp, e.tombstone))
+                                        .collect()
+                                })
+                            }
+                            Items::Listings => {
+                                self.engine.listing_records(part, &buckets).await.map(|rs| {
+                                    rs.into_iter()
+                                        .map(|r| {
+                                            let item = listing_item(&r.path, &r.entry);
+                                            let v = entry_version(
+                                                item.clone(),
+                                                r.entry.timestamp,
+                                                r.entry.deleted,
+                                            );
+                                            listing_local.insert(item, (r.path, r.entry));
+                                            v
+                                        })
+                                        .collect()
+                                })
                             }
                         };
-                        queue.extend(job.on_input(input));
+                        let entries = entries.unwrap_or_else(|e| {
+                            // Without local entries nothing can be pushed or purged safely:
+                            // fail every peer so the pass ends without purging.
+                            warn!(device = %self.device, part, error = %e, "reading local entries failed");
+                            for &p in &peer_ids {
+                                queue.extend(job.on_input(JobInput::PeerFailed { peer: p }));
+                            }
+                            Vec::new()
+                        });
+                        queue.extend(job.on_input(JobInput::LocalEntries { entries }));
                     }
                     JobCommand::Purge { entry } => {
+                        // Only blob passes run as a handoff, so only blobs are purged.
                         let key = BlobKey::new(part, entry.name.clone());
                         match self.engine.purge_blob(&key, entry.version.timestamp).await {
                             Ok(true) => out.purged += 1,
@@ -205,7 +269,13 @@ impl<E: StorageEngine> Replicator<E> {
                                 queue.extend(job.on_input(input));
                             }
                         }
-                        inflight.push(self.remote_command(rings, part, cmd));
+                        let listing = match &cmd {
+                            JobCommand::Push { entry, .. } => {
+                                listing_local.get(&entry.name).cloned()
+                            }
+                            _ => None,
+                        };
+                        inflight.push(self.remote_command(rings, items, part, cmd, listing));
                     }
                 }
             }
@@ -226,7 +296,14 @@ impl<E: StorageEngine> Replicator<E> {
     }
 
     /// Performs a command that needs a peer and turns its answer into the job's input.
-    async fn remote_command(&self, rings: &Rings, part: u32, cmd: JobCommand) -> JobInput {
+    async fn remote_command(
+        &self,
+        rings: &Rings,
+        items: Items,
+        part: u32,
+        cmd: JobCommand,
+        listing: Option<(String, ListingEntry)>,
+    ) -> JobInput {
         let peer = match &cmd {
             JobCommand::FetchDigest { peer }
             | JobCommand::FetchEntries { peer, .. }
@@ -238,15 +315,22 @@ impl<E: StorageEngine> Replicator<E> {
                 };
             }
         };
-        let Some(addr) = self.peers.resolve(rings, RingKind::Object, peer) else {
+        let Some(addr) = self.peers.resolve(rings, items.ring(), peer) else {
             return JobInput::PeerFailed { peer };
         };
         let small = Duration::from_millis(SMALL_CALL_TIMEOUT_MS);
+        let device = addr.device.clone();
         match cmd {
             JobCommand::FetchDigest { .. } => {
-                let req = NodeRequest::BlobDigest {
-                    device: addr.device.clone(),
-                    partition: part,
+                let req = match items {
+                    Items::Blobs => NodeRequest::BlobDigest {
+                        device,
+                        partition: part,
+                    },
+                    Items::Listings => NodeRequest::ListingDigest {
+                        device,
+                        partition: part,
+                    },
                 };
                 match self.peers.call(&addr, &req, Body::Empty, small, None).await {
                     Ok((NodeResponse::Digest(buckets), _)) => JobInput::Digest { peer, buckets },
@@ -254,28 +338,32 @@ impl<E: StorageEngine> Replicator<E> {
                 }
             }
             JobCommand::FetchEntries { buckets, .. } => {
-                let req = NodeRequest::BlobEntries {
-                    device: addr.device.clone(),
-                    partition: part,
-                    buckets,
+                let req = match items {
+                    Items::Blobs => NodeRequest::BlobEntries {
+                        device,
+                        partition: part,
+                        buckets,
+                    },
+                    Items::Listings => NodeRequest::ListingRecords {
+                        device,
+                        partition: part,
+                        buckets,
+                    },
                 };
                 match self.peers.call(&addr, &req, Body::Empty, small, None).await {
-                    Ok((NodeResponse::Entries(entries), _)) => JobInput::PeerEntries {
+                    Ok((NodeResponse::Entries(es), _)) => JobInput::PeerEntries {
                         peer,
-                        entries: entries
+                        entries: es
                             .into_iter()
-                            .map(|e| {
-                                let bucket = cairn_engine::digest::bucket_of(&e.name);
-                                (
-                                    bucket,
-                                    EntryVersion {
-                                        name: e.name,
-                                        version: Version {
-                                            timestamp: e.timestamp,
-                                            tombstone: e.tombstone,
-                                        },
-                                    },
-                                )
+                            .map(|e| entry_version(e.name, e.timestamp, e.tombstone))
+                            .collect(),
+                    },
+                    Ok((NodeResponse::Records(rs), _)) => JobInput::PeerEntries {
+                        peer,
+                        entries: rs
+                            .into_iter()
+                            .map(|(path, e)| {
+                                entry_version(listing_item(&path, &e), e.timestamp, e.deleted)
                             })
                             .collect(),
                     },
@@ -283,7 +371,21 @@ impl<E: StorageEngine> Replicator<E> {
                 }
             }
             JobCommand::Push { entry, .. } => {
-                let ok = self.push(&addr, part, &entry).await;
+                let ok = match (items, listing) {
+                    (Items::Blobs, _) => self.push_blob(&addr, part, &entry).await,
+                    (Items::Listings, Some((path, e))) => {
+                        let req = NodeRequest::MergeListing {
+                            device,
+                            key: ListingKey::new(part, path),
+                            entries: vec![e],
+                        };
+                        matches!(
+                            self.peers.call(&addr, &req, Body::Empty, small, None).await,
+                            Ok((NodeResponse::Done, _))
+                        )
+                    }
+                    (Items::Listings, None) => false,
+                };
                 JobInput::Pushed { peer, entry, ok }
             }
             JobCommand::ReadLocal { .. } | JobCommand::Purge { .. } => {
@@ -302,8 +404,8 @@ impl<E: StorageEngine> Replicator<E> {
         JobInput::PeerFailed { peer }
     }
 
-    /// Sends the local copy of `entry` to a peer: the bytes for a blob, a tombstone for a delete.
-    async fn push(&self, to: &DeviceAddr, part: u32, entry: &EntryVersion) -> bool {
+    /// Sends the local copy of a blob to a peer: the bytes, or a tombstone for a delete.
+    async fn push_blob(&self, to: &DeviceAddr, part: u32, entry: &EntryVersion) -> bool {
         let key = BlobKey::new(part, entry.name.clone());
         if entry.version.tombstone {
             let req = NodeRequest::DeleteBlob {
@@ -330,10 +432,8 @@ impl<E: StorageEngine> Replicator<E> {
             Ok(_) => return false,
             Err(e) => {
                 warn!(device = %self.device, object = %entry.name, error = %e, "reading a copy to push failed");
-                if matches!(e, cairn_engine::Error::Corrupt(_)) {
-                    let _ = self.engine.quarantine(&key, entry.version.timestamp).await;
-                    self.metrics.quarantined(1);
-                }
+                self.quarantine_if_corrupt(&key, entry, &e.to_string())
+                    .await;
                 return false;
             }
         };
@@ -373,13 +473,21 @@ impl<E: StorageEngine> Replicator<E> {
         let (fed, answer) = tokio::join!(feed, call);
         if let Err(e) = fed {
             warn!(device = %self.device, object = %entry.name, error = %e, "local copy failed while pushing");
-            if e.contains("corrupt") {
-                let _ = self.engine.quarantine(&key, entry.version.timestamp).await;
-                self.metrics.quarantined(1);
-            }
+            self.quarantine_if_corrupt(&key, entry, &e).await;
             return false;
         }
         matches!(answer, Ok((NodeResponse::Written { .. }, _)))
+    }
+
+    async fn quarantine_if_corrupt(&self, key: &BlobKey, entry: &EntryVersion, error: &str) {
+        if error.contains("corrupt")
+            && matches!(
+                self.engine.quarantine(key, entry.version.timestamp).await,
+                Ok(true)
+            )
+        {
+            self.metrics.quarantined(1);
+        }
     }
 }
 

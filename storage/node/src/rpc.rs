@@ -53,6 +53,16 @@ pub enum NodeRequest {
         device: String,
         partition: u32,
     },
+    ListingDigest {
+        device: String,
+        partition: u32,
+    },
+    /// Listing records in digest buckets, as (listing path, entry).
+    ListingRecords {
+        device: String,
+        partition: u32,
+        buckets: Vec<u16>,
+    },
     BlobEntries {
         device: String,
         partition: u32,
@@ -92,6 +102,8 @@ impl NodeRequest {
             | NodeRequest::GetBlob { device, .. }
             | NodeRequest::BlobDigest { device, .. }
             | NodeRequest::BlobEntries { device, .. }
+            | NodeRequest::ListingDigest { device, .. }
+            | NodeRequest::ListingRecords { device, .. }
             | NodeRequest::MergeListing { device, .. }
             | NodeRequest::MergeListingInfo { device, .. }
             | NodeRequest::GetListingInfo { device, .. }
@@ -109,6 +121,8 @@ impl NodeRequest {
             NodeRequest::GetBlob { .. } => "get_blob",
             NodeRequest::BlobDigest { .. } => "blob_digest",
             NodeRequest::BlobEntries { .. } => "blob_entries",
+            NodeRequest::ListingDigest { .. } => "listing_digest",
+            NodeRequest::ListingRecords { .. } => "listing_records",
             NodeRequest::MergeListing { .. } => "merge_listing",
             NodeRequest::MergeListingInfo { .. } => "merge_listing_info",
             NodeRequest::GetListingInfo { .. } => "get_listing_info",
@@ -149,6 +163,7 @@ pub enum NodeResponse {
     Blob(Option<BlobMeta>),
     Digest(Vec<u128>),
     Entries(Vec<BlobEntry>),
+    Records(Vec<(String, ListingEntry)>),
     Page(WireListPage),
     Info(Option<ListingInfo>),
     Stats(ListingStats),
@@ -165,6 +180,7 @@ pub struct WireListQuery {
     pub end_marker: Option<String>,
     pub limit: usize,
     pub reverse: bool,
+    pub include_deleted: bool,
 }
 
 impl From<ListQuery> for WireListQuery {
@@ -176,6 +192,7 @@ impl From<ListQuery> for WireListQuery {
             end_marker: q.end_marker,
             limit: q.limit,
             reverse: q.reverse,
+            include_deleted: q.include_deleted,
         }
     }
 }
@@ -189,6 +206,7 @@ impl From<WireListQuery> for ListQuery {
             end_marker: q.end_marker,
             limit: q.limit,
             reverse: q.reverse,
+            include_deleted: q.include_deleted,
         }
     }
 }

@@ -153,6 +153,24 @@ impl<E: StorageEngine> NodeService<E> {
                     .await
                     .map_err(remote)?,
             )),
+            NodeRequest::ListingDigest { partition, .. } => reply(NodeResponse::Digest(
+                engine
+                    .listing_digest(partition)
+                    .await
+                    .map_err(remote)?
+                    .buckets,
+            )),
+            NodeRequest::ListingRecords {
+                partition, buckets, ..
+            } => reply(NodeResponse::Records(
+                engine
+                    .listing_records(partition, &buckets)
+                    .await
+                    .map_err(remote)?
+                    .into_iter()
+                    .map(|r| (r.path, r.entry))
+                    .collect(),
+            )),
             NodeRequest::MergeListing { key, entries, .. } => {
                 engine
                     .merge_listing_entries(&key, entries)
