@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# System packages the suite needs: a C compiler for the zstd crate, which builds libzstd from
-# source. Later crates add theirs here (librocksdb-dev, qemu, ...).
-APT_PACKAGES=(gcc)
+# System packages the suite needs: a C compiler (zstd, ring), Debian's RocksDB to link against
+# instead of building it from source (~17 min here; see .cargo/config.toml), libclang for the
+# rocksdb crate's bindgen, and mount/umount (util-linux) for the full-disk fault test's tmpfs.
+APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +26,11 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+# --all-features compiles the engine's crash-window failpoints in, so its crash test runs.
 echo "==> cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# The multi-process tests start the `cairn` binary, which test builds do not produce.
+echo "==> cargo build --bins"
+cargo build --workspace --bins --all-features --locked
 echo "==> cargo nextest"
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --all-features --locked --no-fail-fast

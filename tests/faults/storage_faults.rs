@@ -273,6 +273,13 @@ async fn a_stale_node_converges_by_replication_after_restart() {
             .await
             .unwrap();
     }
+    // The listing updates meant for node 2 wait in the survivors' durable queues ...
+    let pending = cluster.metric(0, "cairn_node_listing_updates_pending")
+        + cluster.metric(1, "cairn_node_listing_updates_pending");
+    assert!(
+        pending >= 1.0,
+        "no listing update was queued while node 2 was down"
+    );
     cluster.restart(2);
     let started = std::time::Instant::now();
     let converged = eventually(Duration::from_secs(90), async || {
@@ -284,7 +291,22 @@ async fn a_stale_node_converges_by_replication_after_restart() {
         "replicas differ 90 s after restart; log:\n{}",
         cluster.log(2)
     );
-    eprintln!("converged {:?} after restart", started.elapsed());
+    eprintln!(
+        "converged {:?} after restart; {pending} listing updates had been queued",
+        started.elapsed()
+    );
+    // ... and are delivered once it is back.
+    let drained = eventually(Duration::from_secs(60), async || {
+        cluster.metric(0, "cairn_node_listing_updates_pending")
+            + cluster.metric(1, "cairn_node_listing_updates_pending")
+            == 0.0
+    })
+    .await;
+    assert!(
+        drained,
+        "queued listing updates were not delivered; node 0 log:\n{}",
+        cluster.log(0)
+    );
     let live: Vec<String> = (0..40)
         .filter(|i| !(*i < 20 && i % 3 == 0))
         .map(name)
@@ -476,4 +498,32 @@ async fn a_full_disk_refuses_cleanly_and_loses_nothing() {
         acked.len(),
         full_refusals
     );
+}
+
+#[test]
+fn a_bad_node_config_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "node_id = 1\nlisten = \"127.0.0.1:1\"\nbogus_key = 3\n",
+            "bogus_key",
+        ),
+        ("node_id = \"one\"\n", "node_id"),
+        ("not toml at all [", "expected"),
+    ];
+    for (text, needle) in cases {
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(cairn_tests::cairn_bin())
+            .args(["node", "--check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted {text:?}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("node.toml"),
+            "for {text:?}: {stderr}"
+        );
+    }
 }

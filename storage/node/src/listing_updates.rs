@@ -129,13 +129,17 @@ impl<E: StorageEngine> ListingUpdater<E> {
                         .is_ok()
                     {
                         sent += 1;
-                        self.metrics.listing_pending_delta(-1);
+                    } else {
+                        left += 1;
                     }
                 } else {
                     left += 1;
                 }
             }
         }
+        // What is still queued, as counted now (enqueues in between add to it until the next
+        // pass recounts).
+        self.metrics.listing_pending_set(left);
         (sent, left)
     }
 }

@@ -167,6 +167,11 @@ impl NodeMetrics {
         self.listing_pending.inc_by(d);
     }
 
+    pub fn listing_pending_set(&self, n: u64) {
+        self.listing_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     pub fn replication_pass(&self, pushed: u64, purged: u64) {
         self.replication_passes.inc();
         self.replication_pushed.inc_by(pushed);
