@@ -199,6 +199,8 @@ where
         }
         match reader_tail.into_reader().await {
             Some(r) => Ok(Some((r, w))),
+            // QUIC: the handler left part of the body unread and the stream was stopped.
+            None if !drain_unread => Ok(None),
             None => Err(NetError::protocol("request body not cleanly finished")),
         }
     }

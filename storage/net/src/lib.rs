@@ -1,8 +1,8 @@
 //! cairn-net: node-to-node RPC for Cairn.
 //!
-//! **Owns:** every socket and every TLS session between nodes, and the RPC wire format (see
-//! [`wire`](crate::wire) docs in the source: `kind | len | payload` frames, one call per QUIC
-//! stream or per pooled TCP connection at a time). Also the cluster CA and node certificates,
+//! **Owns:** every socket and every TLS session between nodes, and the RPC wire format
+//! (`src/wire.rs`: `kind | len | payload` frames; one call per QUIC stream, or one call at a
+//! time per pooled TCP connection). Also the cluster CA and node certificates,
 //! and an in-process [`TestNetwork`] with fault filters for other crates' tests.
 //!
 //! **Must never depend on:** any other Cairn crate (ring, engine, node, ...) or on the meaning of
@@ -26,8 +26,8 @@
 //!
 //! # Default transport
 //! [`TransportKind::default()`] is **TCP + TLS**, chosen by measurement (`bench/net/RESULTS.md`):
-//! on loopback it streamed bodies 2.5-4.5x faster than QUIC at about a quarter of the CPU per
-//! GiB, with lower small-RPC latency. [`TransportKind`] has the numbers and the reasons.
+//! on loopback it streamed bodies 2.2-4.9x faster than QUIC at a quarter to a third of the CPU
+//! per GiB, with 2.5-5x lower small-RPC latency. [`TransportKind`] has the numbers and the reasons.
 
 mod body;
 mod der;
@@ -54,18 +54,19 @@ pub use message::{
 pub use options::{ClientOptions, ServerHandle, ServerOptions};
 pub use quic::{QuicTransport, close_quic, serve_quic};
 pub use tcp::{TcpTransport, serve_tcp};
-pub use testnet::{Delay, TestNetwork, TestTransport};
+pub use testnet::{Delay, DropRequestFilter, TestNetwork, TestTransport};
 pub use tls::{ClusterCa, NodeCert, TlsIdentity};
 
 /// Which socket transport nodes use.
 ///
 /// **The default is TCP + TLS, by measurement** (`bench/net/RESULTS.md`: loopback, one process,
-/// 2 CPUs shared with other work, release build). Against QUIC in the same run, TCP+TLS
-/// streamed a 1 GiB body about 2.5-4.5x faster (≈1.2 vs ≈0.3-0.5 GiB/s), spent about a quarter
-/// of the CPU per GiB (≈0.9 vs ≈3.5 CPU-seconds, client and server together), and answered
-/// 64-byte RPCs with 3-5x lower p50 latency at concurrency 1 and 2-3x more calls per second at
-/// concurrency 16. CPU per byte decides it for a storage cluster, where replication traffic
-/// competes with disks and checksums for the same cores.
+/// 2 CPUs shared with other work, release build, four runs). Against QUIC in the same run,
+/// TCP+TLS streamed a 1 GiB body 2.2-4.9x faster (0.61-1.54 vs 0.13-0.56 GiB/s), spent a
+/// quarter to a third of the CPU per GiB (0.84-1.31 vs 3.1-3.9 CPU-seconds, client and server
+/// together), answered 64-byte RPCs with 2.5-5x lower p50 latency at concurrency 1, and
+/// completed 1.9-2.6x more calls per second at concurrency 16. CPU per byte decides it for a
+/// storage cluster, where replication traffic competes with disks and checksums for the same
+/// cores.
 ///
 /// Why: kernel TCP moves 64 KiB+ per syscall and does ACKs, retransmission and congestion
 /// control in the kernel (with offloads on real NICs); quinn does all of that in user space per

@@ -369,7 +369,7 @@ async fn serve_conn(incoming: quinn::Incoming, shared: Arc<ServerShared>) {
                             }
                             Ok(None) => {}
                             Err(e) => {
-                                tracing::debug!(%addr, peer = %peer.name, error = %e, "stream closed");
+                                tracing::warn!(%addr, peer = %peer.name, error = %e, "closing stream");
                             }
                         }
                     });

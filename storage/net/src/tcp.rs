@@ -171,12 +171,21 @@ impl TcpTransport {
 fn take_idle(state: &TcpPeer) -> Option<PooledConn> {
     let mut idle = state.idle.lock().ok()?;
     // Bounded by the pool size.
-    while let Some(c) = idle.pop() {
-        if c.idle_since.elapsed() < ms(POOL_IDLE_REUSE_MS) {
+    while let Some(mut c) = idle.pop() {
+        if c.idle_since.elapsed() < ms(POOL_IDLE_REUSE_MS) && looks_alive(&mut c) {
             return Some(c);
         }
     }
     None
+}
+
+/// An idle connection has nothing to read; if a read completes at once, the peer closed it
+/// (restart, idle timeout) or broke protocol. Checking costs one non-blocking poll and, unlike
+/// retrying a failed call, can never deliver a request twice.
+fn looks_alive(c: &mut PooledConn) -> bool {
+    use futures::FutureExt;
+    use tokio::io::AsyncBufReadExt;
+    c.r.fill_buf().now_or_never().is_none()
 }
 
 impl Transport for TcpTransport {

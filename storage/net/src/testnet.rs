@@ -37,8 +37,13 @@ struct Node {
     handler: Arc<dyn DynHandler>,
 }
 
+/// Decides from (sender, receiver, encoded request header) whether to drop a request; lets
+/// tests lose one kind of message only (e.g. every replication push to one node).
+pub type DropRequestFilter = Arc<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool + Send + Sync>;
+
 struct NetState {
     nodes: HashMap<SocketAddr, Node>,
+    drop_request_filter: Option<DropRequestFilter>,
     rng: StdRng,
     drop_probability: f64,
     delay: Delay,
@@ -74,6 +79,7 @@ impl TestNetwork {
             seed,
             state: Arc::new(Mutex::new(NetState {
                 nodes: HashMap::new(),
+                drop_request_filter: None,
                 rng: StdRng::seed_from_u64(seed),
                 drop_probability: 0.0,
                 delay: Delay::None,
@@ -140,9 +146,16 @@ impl TestNetwork {
         self.with(|s| s.isolated.insert(addr));
     }
 
-    /// Remove every partition, isolation, drop probability and delay.
+    /// Drop every request for which `filter(from, to, header)` is true (replaces any previous
+    /// filter; `heal` removes it).
+    pub fn set_drop_request_filter(&self, filter: DropRequestFilter) {
+        self.with(|s| s.drop_request_filter = Some(filter));
+    }
+
+    /// Remove every partition, isolation, filter, drop probability and delay.
     pub fn heal(&self) {
         self.with(|s| {
+            s.drop_request_filter = None;
             s.partitions.clear();
             s.isolated.clear();
             s.drop_probability = 0.0;
@@ -209,6 +222,10 @@ impl TestTransport {
                 reason: "no node at this address (test network)".into(),
             });
         };
+        let filter = self.net.with(|s| s.drop_request_filter.clone());
+        if filter.is_some_and(|f| f(self.from, peer, &req.header)) {
+            travel(Fate::Lost).await;
+        }
         travel(self.net.fate(self.from, peer)).await;
         let ctx = CallContext {
             request_id: req.id,

@@ -109,11 +109,18 @@ async fn streams_64_mib_both_directions() {
     for kind in KINDS {
         let (server, client, _) =
             setup(kind, ServerOptions::default(), ClientOptions::default()).await;
+        // The call timeout runs until the response head, which a sink sends after the whole
+        // body: allow for a debug build on a busy machine.
+        let long = CallOptions {
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        };
         let (reply, _): (Reply, Body) = client
-            .call(
+            .call_with(
                 server.local_addr(),
                 &Msg::Sink,
                 stream_pattern(TOTAL, 256 * 1024).await,
+                long,
             )
             .await
             .unwrap();
@@ -293,4 +300,48 @@ async fn unreachable_peer_is_reported() {
         .await
         .unwrap_err();
     assert!(matches!(err, NetError::Unreachable { .. }), "{err}");
+}
+
+/// After a peer restarts, pooled TCP connections to it are dead; the next call must notice
+/// before sending and use a fresh connection instead of failing.
+#[tokio::test]
+async fn tcp_pool_survives_peer_restart() {
+    let cluster = Cluster::new("test");
+    let server_id = cluster.identity("node-a");
+    let server = cairn_net::serve_tcp(
+        &server_id,
+        bind_any(),
+        TestHandler::default(),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let client = RpcClient::new(
+        cairn_net::client(
+            TransportKind::Tcp,
+            &cluster.identity("b"),
+            ClientOptions::default(),
+        )
+        .unwrap(),
+    );
+    client
+        .call::<_, Reply>(addr, &Msg::Sleep(0), Body::Empty)
+        .await
+        .unwrap();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _server = cairn_net::serve_tcp(
+        &server_id,
+        addr,
+        TestHandler::default(),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client
+        .call::<_, Reply>(addr, &Msg::Sleep(0), Body::Empty)
+        .await
+        .unwrap();
 }

@@ -126,3 +126,28 @@ async fn delays_and_missing_nodes() {
         Err(NetError::Unreachable { .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn filter_drops_one_kind_of_message() {
+    let (net, [a, _, _]) = net(4);
+    let sleep_header = postcard::to_stdvec(&Msg::Sleep(0)).unwrap();
+    net.set_drop_request_filter(std::sync::Arc::new(move |_, to, header: &[u8]| {
+        to == addr(2) && header == sleep_header.as_slice()
+    }));
+    let sleep = a
+        .call_with::<_, Reply>(addr(2), &Msg::Sleep(0), Body::Empty, SHORT)
+        .await;
+    assert!(matches!(sleep, Err(NetError::Timeout { .. })));
+    assert!(ping(&a, 2).await.is_ok());
+    assert!(
+        a.call_with::<_, Reply>(addr(3), &Msg::Sleep(0), Body::Empty, SHORT)
+            .await
+            .is_ok()
+    );
+    net.heal();
+    assert!(
+        a.call_with::<_, Reply>(addr(2), &Msg::Sleep(0), Body::Empty, SHORT)
+            .await
+            .is_ok()
+    );
+}

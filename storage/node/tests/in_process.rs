@@ -1,0 +1,230 @@
+//! The node's services and cluster client wired together in one process over `cairn-net`'s
+//! test network (partitions and drops, no sockets) and in-memory engines: quorum writes around
+//! an isolated node, handoffs, read-after-write, and the replicator bringing handoff data home.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_engine::{BlobKey, MemoryEngine, StorageEngine};
+use cairn_net::{Body, RpcClient, TestNetwork};
+use cairn_node::listing_updates::ListingUpdater;
+use cairn_node::metrics::NodeMetrics;
+use cairn_node::peers::{Peers, Rings};
+use cairn_node::replicator::Replicator;
+use cairn_node::service::{DeviceSet, NodeService};
+use cairn_node::{ClusterClient, ObjectPut};
+use cairn_ring::{NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder};
+
+const NODES: usize = 4;
+
+fn addr(n: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, u8::try_from(n + 1).unwrap()], 6000))
+}
+
+fn rings() -> Rings {
+    let mut b = RingBuilder::new(4, 3.0, 0).unwrap();
+    for n in 0..NODES {
+        b.add_device(NewDevice {
+            id: None,
+            region: 1,
+            zone: u32::try_from(n + 1).unwrap(),
+            ip: addr(n).ip().to_string(),
+            port: 6000,
+            replication_ip: None,
+            replication_port: None,
+            device: "d0".into(),
+            weight: 1.0,
+            meta: String::new(),
+        })
+        .unwrap();
+    }
+    b.rebalance(RebalanceOptions {
+        seed: 3,
+        now_minutes: 0,
+    })
+    .unwrap();
+    let ring = PartitionRing::compile(&b).unwrap();
+    Rings {
+        object: ring.clone(),
+        container: ring.clone(),
+        account: ring,
+        hasher: PathHasher::new("p", "s"),
+    }
+}
+
+struct Cluster {
+    net: TestNetwork,
+    services: Vec<NodeService<MemoryEngine>>,
+    engines: Vec<MemoryEngine>,
+    replicators: Vec<Replicator<MemoryEngine>>,
+}
+
+fn cluster(seed: u64) -> Cluster {
+    let net = TestNetwork::new(seed);
+    let mut engines = Vec::new();
+    let mut replicators = Vec::new();
+    let mut services = Vec::new();
+    for n in 0..NODES {
+        let engine = MemoryEngine::new();
+        engines.push(engine.clone());
+        let engine = Arc::new(engine);
+        let devices = Arc::new(DeviceSet::new(BTreeMap::from([(
+            "d0".to_string(),
+            engine.clone(),
+        )])));
+        let transport = Arc::new(net.transport(addr(n), &format!("node-{n}")));
+        let peers = Arc::new(Peers::new(RpcClient::new(transport), rings()));
+        let metrics = NodeMetrics::new();
+        let listing = Arc::new(ListingUpdater::new(
+            devices.clone(),
+            peers.clone(),
+            metrics.clone(),
+        ));
+        let service = NodeService::new(devices, listing, metrics.clone());
+        net.register(addr(n), &format!("node-{n}"), service.clone());
+        services.push(service);
+        replicators.push(Replicator::new(
+            "d0".into(),
+            engine,
+            addr(n),
+            peers,
+            metrics,
+        ));
+    }
+    Cluster {
+        net,
+        services,
+        engines,
+        replicators,
+    }
+}
+
+fn client(net: &TestNetwork) -> ClusterClient {
+    let from = SocketAddr::from(([127, 0, 0, 100], 1));
+    let transport = Arc::new(net.transport(from, "client"));
+    ClusterClient::new(Arc::new(Peers::new(RpcClient::new(transport), rings())), 77)
+}
+
+fn put(object: &str, data: &Bytes) -> ObjectPut {
+    ObjectPut {
+        account: "a".into(),
+        container: "c".into(),
+        object: object.into(),
+        size_bytes: data.len() as u64,
+        content_type: "text/plain".into(),
+        user_meta: BTreeMap::new(),
+    }
+}
+
+async fn read(client: &ClusterClient, object: &str) -> Option<Bytes> {
+    let (_, body) = client.get_object("a", "c", object, None).await.unwrap()?;
+    Some(body.collect(1 << 20).await.unwrap())
+}
+
+#[tokio::test]
+async fn writes_go_around_a_down_primary_and_come_home() {
+    let seed = 11;
+    eprintln!("test network seed {seed}");
+    let c = cluster(seed);
+    let client = client(&c.net);
+    let data = Bytes::from_static(b"hello handoff");
+    let r = rings();
+    let path = PathHasher::path_of("a", Some("c"), Some("o"));
+    let part = r.object.partition_for(&r.hasher, &path);
+    let primaries: Vec<usize> = r
+        .object
+        .primaries(part)
+        .map(|d| usize::from(d.id))
+        .collect();
+    let down = primaries[0];
+    // Down (connections refused at once), so the failure is known before the quorum is.
+    c.net.unregister(addr(down));
+
+    let written = client
+        .put_object(put("o", &data), Body::Full(data.clone()))
+        .await
+        .unwrap();
+    assert!(!written.strict || primaries.len() == 3);
+    assert_eq!(
+        read(&client, "o").await,
+        Some(data.clone()),
+        "read-after-write with a primary cut off"
+    );
+    let handoff = (0..NODES).find(|n| !primaries.contains(n)).unwrap();
+    let key = BlobKey::new(part, path.clone());
+    assert!(
+        c.engines[handoff].blob_meta(&key).await.unwrap().is_some(),
+        "the handoff took the isolated primary's copy"
+    );
+    assert!(c.engines[down].blob_meta(&key).await.unwrap().is_none());
+
+    // Heal; the handoff's replicator pushes the copy home and then drops its own.
+    c.net.register(
+        addr(down),
+        &format!("node-{down}"),
+        c.services[down].clone(),
+    );
+    for _ in 0..3 {
+        for r in &c.replicators {
+            r.cycle().await;
+        }
+    }
+    for &p in &primaries {
+        let meta = c.engines[p].blob_meta(&key).await.unwrap();
+        assert_eq!(
+            meta.map(|m| m.timestamp),
+            Some(written.timestamp),
+            "primary {p}"
+        );
+    }
+    assert!(
+        c.engines[handoff].blob_meta(&key).await.unwrap().is_none(),
+        "handoff copy purged"
+    );
+}
+
+#[tokio::test]
+async fn a_write_without_quorum_fails_and_a_listing_sees_every_acknowledged_write() {
+    let seed = 12;
+    eprintln!("test network seed {seed}");
+    let c = cluster(seed);
+    let client = client(&c.net);
+    for i in 0..20 {
+        let data = Bytes::from(format!("object {i}"));
+        client
+            .put_object(put(&format!("o{i:02}"), &data), Body::Full(data))
+            .await
+            .unwrap();
+    }
+    client.delete_object("a", "c", "o05").await.unwrap();
+    let page = client
+        .list_objects(
+            "a",
+            "c",
+            cairn_engine::ListQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = page.items.iter().map(|i| i.marker().to_string()).collect();
+    let want: Vec<String> = (0..20)
+        .filter(|&i| i != 5)
+        .map(|i| format!("o{i:02}"))
+        .collect();
+    assert_eq!(names, want);
+
+    // Cut the client off from three of four nodes: no write quorum anywhere.
+    for n in 0..3 {
+        c.net.unregister(addr(n));
+    }
+    let data = Bytes::from_static(b"x");
+    let r = client
+        .put_object(put("lost", &data), Body::Full(data))
+        .await;
+    assert!(r.is_err(), "a write acknowledged without a quorum: {r:?}");
+}
