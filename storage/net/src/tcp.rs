@@ -291,7 +291,14 @@ async fn serve_conn(
             }
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(%addr, peer = %peer.name, error = %e, "closing connection");
+                // A client process that exits drops its pooled connections without a TLS
+                // close_notify; between calls that is an ordinary close, not a fault.
+                let text = e.to_string();
+                if text.contains("close_notify") || text.contains("unexpected-eof") {
+                    tracing::debug!(%addr, peer = %peer.name, error = %e, "peer dropped connection");
+                } else {
+                    tracing::warn!(%addr, peer = %peer.name, error = %e, "closing connection");
+                }
                 return;
             }
         }
