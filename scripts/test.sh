@@ -8,19 +8,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# System packages the suite needs: a C compiler (zstd, ring), Debian's RocksDB to link against
-# instead of building it from source (~17 min here; see .cargo/config.toml), libclang for the
-# rocksdb crate's bindgen, and mount/umount (util-linux) for the full-disk fault test's tmpfs.
-APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "==> installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+source scripts/packages.sh
+ensure_packages
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 

@@ -5,7 +5,7 @@
 //! The decisions (which devices, when a write or read is done, which answer wins) are made by
 //! the pure state machines in [`crate::core`]; this module only performs the calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -134,29 +134,22 @@ impl ClusterClient {
         let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
         let listings = self.listing_targets(&rings, &put.account, &put.container);
         let timestamp = self.now();
-        let request_id = RequestId::random();
-        let (mut quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
-
+        let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
         // A body in hand can be re-sent to a handoff; a stream is teed to the first targets only.
-        let full = match &body {
-            Body::Empty => Some(Bytes::new()),
-            Body::Full(b) => Some(b.clone()),
-            Body::Stream(_) => None,
-        };
-        let mut bodies: Vec<Body> = Vec::new();
-        let mut pump = None;
-        if full.is_none() {
-            let mut senders = Vec::new();
-            for _ in &send {
-                let (tx, rx) = Body::channel();
-                senders.push(tx);
-                bodies.push(rx);
+        let (body, pump) = match body {
+            Body::Empty => (WriteBody::Replayable(Bytes::new()), None),
+            Body::Full(b) => (WriteBody::Replayable(b), None),
+            stream @ Body::Stream(_) => {
+                let (senders, bodies): (Vec<_>, Vec<_>) =
+                    send.iter().map(|_| Body::channel()).unzip();
+                (
+                    WriteBody::Teed(bodies),
+                    Some(tokio::spawn(tee(stream, senders))),
+                )
             }
-            pump = Some(tokio::spawn(tee(body, senders)));
-        }
-        let req_for = |device: DeviceId, replica: usize| -> Option<(DeviceAddr, NodeRequest)> {
+        };
+        let req_for = |device: DeviceId, replica: usize| {
             let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
-            let listing = listings.get(replica % listings.len().max(1)).cloned();
             let req = NodeRequest::PutBlob {
                 device: addr.device.clone(),
                 key: BlobKey::new(partition, name.clone()),
@@ -164,67 +157,18 @@ impl ClusterClient {
                 size_bytes: put.size_bytes,
                 content_type: put.content_type.clone(),
                 user_meta: put.user_meta.clone(),
-                listing,
+                listing: listings.get(replica % listings.len().max(1)).cloned(),
             };
             Some((addr, req))
         };
-        let mut calls = FuturesUnordered::new();
-        for (i, &device) in send.iter().enumerate() {
-            let b = match &full {
-                Some(bytes) => Body::Full(bytes.clone()),
-                None => bodies.pop().unwrap_or_default(),
-            };
-            match req_for(device, i) {
-                Some((addr, req)) => calls.push(self.call_owned(
-                    device,
-                    addr,
-                    req,
-                    b,
-                    BLOB_CALL_TIMEOUT_MS,
-                    request_id,
-                )),
-                None => drop(quorum.on_failure(device)),
-            }
-        }
-        let mut replica = send.len();
-        let mut last_error = String::from("no target answered");
-        let mut outcome = quorum.outcome();
-        while outcome.is_none() {
-            let Some((device, result)) = calls.next().await else {
-                break;
-            };
-            match result {
-                Ok((NodeResponse::Written { .. }, _)) => outcome = quorum.on_ack(device),
-                other => {
-                    last_error = describe(&other);
-                    let (o, substitute) = quorum.on_failure(device);
-                    outcome = o;
-                    if let (Some(h), Some(bytes)) = (substitute, &full)
-                        && let Some((addr, req)) = req_for(h, replica)
-                    {
-                        replica += 1;
-                        calls.push(self.call_owned(
-                            h,
-                            addr,
-                            req,
-                            Body::Full(bytes.clone()),
-                            BLOB_CALL_TIMEOUT_MS,
-                            request_id,
-                        ));
-                    } else if let Some(h) = substitute {
-                        // A streamed body cannot be replayed to a handoff.
-                        outcome = quorum.on_failure(h).0;
-                    }
-                }
-            }
-        }
-        // Stragglers finish in the background; the replicator repairs any that fail.
-        tokio::spawn(async move { while calls.next().await.is_some() {} });
-        if let Some(pump) = pump {
-            match pump.await {
-                Ok(Err(e)) if outcome.is_none() => return Err(ClientError::Body(e)),
-                _ => {}
-            }
+        let (outcome, last_error) = self
+            .drive_write(quorum, send, body, BLOB_CALL_TIMEOUT_MS, &req_for)
+            .await;
+        if let Some(pump) = pump
+            && let Ok(Err(e)) = pump.await
+            && outcome.is_none()
+        {
+            return Err(ClientError::Body(e));
         }
         match outcome {
             Some(WriteOutcome::Succeeded { strict }) => Ok(Written { timestamp, strict }),
@@ -246,8 +190,7 @@ impl ClusterClient {
         let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
         let listings = self.listing_targets(&rings, account, container);
         let timestamp = self.now();
-        let request_id = RequestId::random();
-        let (mut quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
+        let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
         let req_for = |device: DeviceId, replica: usize| {
             let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
             let req = NodeRequest::DeleteBlob {
@@ -258,24 +201,65 @@ impl ClusterClient {
             };
             Some((addr, req))
         };
-        let mut calls = FuturesUnordered::new();
-        for (i, &device) in send.iter().enumerate() {
-            match req_for(device, i) {
-                Some((addr, req)) => calls.push(self.call_owned(
-                    device,
-                    addr,
-                    req,
-                    Body::Empty,
-                    SMALL_CALL_TIMEOUT_MS,
-                    request_id,
-                )),
-                None => drop(quorum.on_failure(device)),
-            }
+        let body = WriteBody::Replayable(Bytes::new());
+        let (outcome, last_error) = self
+            .drive_write(quorum, send, body, SMALL_CALL_TIMEOUT_MS, &req_for)
+            .await;
+        match outcome {
+            Some(WriteOutcome::Succeeded { strict }) => Ok(Written { timestamp, strict }),
+            _ => Err(ClientError::NoQuorum(last_error)),
         }
-        let mut replica = send.len();
+    }
+
+    /// Sends a write to its targets and feeds the answers to the quorum until it decides;
+    /// failed targets are replaced by the handoffs the quorum names (when the body can be
+    /// replayed). Returns the outcome (`None`: every call ended undecided) and the last error.
+    async fn drive_write(
+        &self,
+        mut quorum: WriteQuorum,
+        send: Vec<DeviceId>,
+        body: WriteBody,
+        timeout_ms: u64,
+        req_for: &(dyn Fn(DeviceId, usize) -> Option<(DeviceAddr, NodeRequest)> + Sync),
+    ) -> (Option<WriteOutcome>, String) {
+        let request_id = RequestId::random();
+        let (replay, teed) = match body {
+            WriteBody::Replayable(bytes) => (Some(bytes), Vec::new()),
+            WriteBody::Teed(bodies) => (None, bodies),
+        };
+        let mut to_send: VecDeque<(DeviceId, Option<Body>)> = send
+            .into_iter()
+            .zip(
+                teed.into_iter()
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            )
+            .collect();
+        let mut calls = FuturesUnordered::new();
+        let mut replica = 0;
         let mut last_error = String::from("no target answered");
         let mut outcome = quorum.outcome();
-        while outcome.is_none() {
+        loop {
+            while let Some((device, teed)) = to_send.pop_front() {
+                let body = teed.or_else(|| replay.clone().map(Body::Full));
+                let call =
+                    body.and_then(|b| req_for(device, replica).map(|(addr, req)| (addr, req, b)));
+                match call {
+                    Some((addr, req, b)) => {
+                        replica += 1;
+                        calls.push(self.call_owned(device, addr, req, b, timeout_ms, request_id));
+                    }
+                    None => {
+                        // Not in the ring any more, or a streamed body that cannot be replayed.
+                        let (o, substitute) = quorum.on_failure(device);
+                        outcome = o;
+                        to_send.extend(substitute.map(|h| (h, None)));
+                    }
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
             let Some((device, result)) = calls.next().await else {
                 break;
             };
@@ -285,27 +269,13 @@ impl ClusterClient {
                     last_error = describe(&other);
                     let (o, substitute) = quorum.on_failure(device);
                     outcome = o;
-                    if let Some(h) = substitute
-                        && let Some((addr, req)) = req_for(h, replica)
-                    {
-                        replica += 1;
-                        calls.push(self.call_owned(
-                            h,
-                            addr,
-                            req,
-                            Body::Empty,
-                            SMALL_CALL_TIMEOUT_MS,
-                            request_id,
-                        ));
-                    }
+                    to_send.extend(substitute.map(|h| (h, None)));
                 }
             }
         }
+        // Stragglers finish in the background; the replicator repairs any that fail.
         tokio::spawn(async move { while calls.next().await.is_some() {} });
-        match outcome {
-            Some(WriteOutcome::Succeeded { strict }) => Ok(Written { timestamp, strict }),
-            _ => Err(ClientError::NoQuorum(last_error)),
-        }
+        (outcome, last_error)
     }
 
     /// The newest version among a read quorum (`None`: absent or deleted), and the devices that
@@ -640,6 +610,15 @@ impl ReplicaFetch {
         }
         Err(ClientError::NoQuorum(last_error))
     }
+}
+
+/// How a write's body reaches its targets.
+#[derive(Debug)]
+enum WriteBody {
+    /// In hand: every target (handoffs included) gets a copy.
+    Replayable(Bytes),
+    /// Streamed: one channel per first target, fed by [`tee`]; not replayable.
+    Teed(Vec<Body>),
 }
 
 /// Copies a streamed body to every replica's channel. A replica that stops reading is dropped
