@@ -37,6 +37,9 @@ fn run_block(block: u64) {
         total.writes_strict += s.writes_strict;
         total.writes_failed += s.writes_failed;
         total.reads_checked += s.reads_checked;
+        total.reads_failed += s.reads_failed;
+        total.messages += s.messages;
+        total.dropped += s.dropped;
         total.crashes += s.crashes;
         total.partitions += s.partitions;
         total.pushed += s.pushed;
@@ -48,6 +51,7 @@ fn run_block(block: u64) {
         // The scenario must really exercise the paths it claims to check.
         assert!(total.writes_acked > 0 && total.reads_checked > 0);
         assert!(total.crashes > 0 && total.partitions > 0 && total.pushed > 0);
+        assert!(total.dropped > 0 && total.purged > 0 && total.writes_strict < total.writes_acked);
     }
 }
 

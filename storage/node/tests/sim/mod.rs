@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use cairn_engine::HybridClock;
 use cairn_node::core::{
     EntryVersion, JobCommand, JobInput, ReadOutcome, ReadQuorum, ReplicaRole, ReplicationJob,
-    Version, WriteOutcome, WriteQuorum,
+    Version, WriteOutcome, WriteQuorum, choose_targets,
 };
 use cairn_ring::{DeviceId, NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder};
 
@@ -30,6 +30,8 @@ const RPC_TIMEOUT: Micros = 80 * MS;
 const REPLICATION_INTERVAL: Micros = 150 * MS;
 const JOBS_PER_DEVICE_MAX: usize = 4;
 const HANDOFFS_MAX: usize = 6;
+/// How long a coordinator routes around a device whose call failed.
+const DOWN_FOR: Micros = 300 * MS;
 const KEYS: usize = 48;
 
 #[derive(Debug, Clone)]
@@ -148,6 +150,8 @@ struct Node {
     jobs: BTreeMap<(DeviceId, u32), ReplicationJob>,
     /// Per device, the partition the next replication tick starts from.
     cursor: BTreeMap<DeviceId, u32>,
+    /// Devices whose last call from this node failed, until when (the client's error memory).
+    down_until: BTreeMap<DeviceId, Micros>,
 }
 
 /// An acknowledged write, as the client saw it.
@@ -238,6 +242,7 @@ impl Sim {
                 reads: BTreeMap::new(),
                 jobs: BTreeMap::new(),
                 cursor: BTreeMap::new(),
+                down_until: BTreeMap::new(),
             })
             .collect();
         for dev in ring.devices() {
@@ -503,6 +508,18 @@ impl Sim {
     }
 
     fn on_reply(&mut self, node: usize, pending: Pending, resp: Option<Resp>) {
+        // As the real client does: a device that failed is routed around for a while.
+        let device = match &pending {
+            Pending::Write { device, .. } | Pending::Read { device, .. } => Some(*device),
+            Pending::Job { .. } => None,
+        };
+        if let Some(d) = device {
+            if resp.is_none() {
+                self.nodes[node].down_until.insert(d, self.now + DOWN_FOR);
+            } else {
+                self.nodes[node].down_until.remove(&d);
+            }
+        }
         match pending {
             Pending::Write { op, device } => {
                 let Some(w) = self.nodes[node].writes.get_mut(&op) else {
@@ -629,7 +646,11 @@ impl Sim {
             let name = format!("/acct/bucket/obj-{key}");
             let part = self.ring.partition_for(&self.hasher, &name);
             let primaries = self.primaries(part);
-            let handoffs = self.handoffs(part);
+            let now = self.now;
+            let down = &self.nodes[node].down_until;
+            let (targets, handoffs) = choose_targets(&primaries, &self.handoffs(part), |d| {
+                down.get(&d).is_some_and(|&until| until > now)
+            });
             let op = self.id();
             let roll = self.rng.range(0, 100);
             if roll < 65 {
@@ -639,7 +660,7 @@ impl Sim {
                     timestamp,
                     tombstone: roll >= 50,
                 };
-                let (quorum, send) = WriteQuorum::start(&primaries, handoffs);
+                let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, handoffs);
                 self.nodes[node].writes.insert(
                     op,
                     WriteOp {
@@ -662,7 +683,7 @@ impl Sim {
                     );
                 }
             } else {
-                let (quorum, send) = ReadQuorum::start(&primaries, handoffs);
+                let (quorum, send) = ReadQuorum::start_with(&primaries, &targets, handoffs);
                 self.nodes[node].reads.insert(
                     op,
                     ReadOp {
