@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cairn_engine::{
-    BlobKey, BlobMeta, HybridClock, ListItem, ListPage, ListQuery, ListingKey, Timestamp,
+    BlobKey, BlobMeta, HybridClock, ListItem, ListPage, ListQuery, ListingEntry, ListingInfo,
+    ListingKey, ListingStats, MetaValue, Timestamp,
 };
 use cairn_net::{Body, BodySender, RequestId};
 use cairn_ring::{DeviceId, PathHasher};
@@ -38,6 +39,10 @@ pub enum ClientError {
     DiskFull,
     #[error("reading the request body: {0}")]
     Body(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the container still holds {objects} objects")]
+    NotEmpty { objects: u64 },
 }
 
 /// A new object's description; its bytes come as a [`Body`].
@@ -49,6 +54,13 @@ pub struct ObjectPut {
     pub size_bytes: u64,
     pub content_type: String,
     pub user_meta: BTreeMap<String, String>,
+}
+
+/// A container as a read quorum of its replicas sees it.
+#[derive(Clone, Debug)]
+pub struct ContainerInfo {
+    pub info: ListingInfo,
+    pub stats: ListingStats,
 }
 
 /// A finished write.
@@ -264,7 +276,9 @@ impl ClusterClient {
                 break;
             };
             match result {
-                Ok((NodeResponse::Written { .. }, _)) => outcome = quorum.on_ack(device),
+                Ok((NodeResponse::Written { .. } | NodeResponse::Done, _)) => {
+                    outcome = quorum.on_ack(device)
+                }
                 other => {
                     last_error = describe(&other);
                     let (o, substitute) = quorum.on_failure(device);
@@ -462,81 +476,280 @@ impl ClusterClient {
         container: &str,
         query: ListQuery,
     ) -> Result<ListPage, ClientError> {
-        let rings = self.peers.rings();
         let path = PathHasher::path_of(account, Some(container), None);
-        let partition = rings.container.partition_for(&rings.hasher, &path);
-        let (primaries, targets, spare) = self.targets(&rings, RingKind::Container, partition);
-        let (mut quorum, send) = ReadQuorum::<ListPage>::start_with(&primaries, &targets, spare);
+        self.list_listing(RingKind::Container, path, query).await
+    }
+
+    /// One page of an account's containers, merged from a read quorum of account replicas.
+    pub async fn list_containers(
+        &self,
+        account: &str,
+        query: ListQuery,
+    ) -> Result<ListPage, ClientError> {
+        let path = PathHasher::path_of(account, None, None);
+        self.list_listing(RingKind::Account, path, query).await
+    }
+
+    async fn list_listing(
+        &self,
+        kind: RingKind,
+        path: String,
+        query: ListQuery,
+    ) -> Result<ListPage, ClientError> {
         // Replicas also return deletions, so one replica's newer deletion hides another's
         // older entry in the merge (read-after-write for listings, deletes included).
         let query = ListQuery {
             include_deleted: true,
             ..query
         };
+        let wire = crate::rpc::WireListQuery::from(query.clone());
+        let answers = self
+            .read_answers(kind, &path, |device, key| NodeRequest::List {
+                device,
+                key,
+                query: wire.clone(),
+            })
+            .await?;
+        let pages = answers
+            .into_iter()
+            .filter_map(|a| match a {
+                NodeResponse::Page(p) => Some(ListPage::from(p)),
+                _ => None,
+            })
+            .collect();
+        Ok(merge_pages(pages, &query))
+    }
+
+    /// Asks a listing's replicas (on `kind`'s ring) and returns the answers of a read quorum.
+    async fn read_answers(
+        &self,
+        kind: RingKind,
+        path: &str,
+        make: impl Fn(String, ListingKey) -> NodeRequest,
+    ) -> Result<Vec<NodeResponse>, ClientError> {
+        let rings = self.peers.rings();
+        let partition = rings.ring(kind).partition_for(&rings.hasher, path);
+        let (primaries, targets, spare) = self.targets(&rings, kind, partition);
+        let (mut quorum, send) = ReadQuorum::<()>::start_with(&primaries, &targets, spare);
         let key = ListingKey::new(partition, path);
         let request_id = RequestId::random();
         let req_for = |device: DeviceId| {
-            let addr = self.peers.resolve(&rings, RingKind::Container, device)?;
-            Some((
-                addr.clone(),
-                NodeRequest::List {
-                    device: addr.device,
-                    key: key.clone(),
-                    query: query.clone().into(),
-                },
-            ))
+            let addr = self.peers.resolve(&rings, kind, device)?;
+            let req = make(addr.device.clone(), key.clone());
+            Some((addr, req))
         };
+        let mut to_send: VecDeque<DeviceId> = send.into();
         let mut calls = FuturesUnordered::new();
-        for &device in &send {
-            if let Some((addr, req)) = req_for(device) {
-                calls.push(self.call_owned(
-                    device,
-                    addr,
-                    req,
-                    Body::Empty,
-                    SMALL_CALL_TIMEOUT_MS,
-                    request_id,
-                ));
-            } else {
-                drop(quorum.on_failure(device));
-            }
-        }
-        let mut pages = Vec::new();
-        let mut last_error = String::from("no listing replica answered");
+        let mut answers = Vec::new();
+        let mut last_error = String::from("no replica answered");
         let mut done = false;
-        while !done {
+        loop {
+            while let Some(device) = to_send.pop_front() {
+                match req_for(device) {
+                    Some((addr, req)) => calls.push(self.call_owned(
+                        device,
+                        addr,
+                        req,
+                        Body::Empty,
+                        SMALL_CALL_TIMEOUT_MS,
+                        request_id,
+                    )),
+                    None => {
+                        let (o, substitute) = quorum.on_failure(device);
+                        done |= o.is_some();
+                        to_send.extend(substitute);
+                    }
+                }
+            }
+            if done {
+                break;
+            }
             let Some((device, result)) = calls.next().await else {
                 break;
             };
             match result {
-                Ok((NodeResponse::Page(page), _)) => {
-                    pages.push(ListPage::from(page));
-                    // The quorum only counts answers here; the pages are merged below.
+                Ok((answer, _)) if !matches!(answer, NodeResponse::Refused(_)) => {
+                    answers.push(answer);
+                    // The quorum only counts answers here; callers merge them.
                     done = quorum.on_answer(device, None).is_some();
                 }
                 other => {
                     last_error = describe(&other);
                     let (o, substitute) = quorum.on_failure(device);
                     done = o.is_some();
-                    if let Some(h) = substitute
-                        && let Some((addr, req)) = req_for(h)
-                    {
-                        calls.push(self.call_owned(
-                            h,
-                            addr,
-                            req,
-                            Body::Empty,
-                            SMALL_CALL_TIMEOUT_MS,
-                            request_id,
-                        ));
-                    }
+                    to_send.extend(substitute);
                 }
             }
         }
-        if pages.len() < crate::core::read_quorum(primaries.len()) {
+        if answers.len() < crate::core::read_quorum(primaries.len()) {
             return Err(ClientError::NoQuorum(last_error));
         }
-        Ok(merge_pages(pages, &query))
+        Ok(answers)
+    }
+
+    /// Writes to a quorum of a listing's replicas (requests without a body).
+    async fn write_listing(
+        &self,
+        kind: RingKind,
+        path: &str,
+        make: impl Fn(String, ListingKey) -> NodeRequest + Sync,
+    ) -> Result<bool, ClientError> {
+        let rings = self.peers.rings();
+        let partition = rings.ring(kind).partition_for(&rings.hasher, path);
+        let (primaries, targets, spare) = self.targets(&rings, kind, partition);
+        let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
+        let key = ListingKey::new(partition, path);
+        let req_for = |device: DeviceId, _replica: usize| {
+            let addr = self.peers.resolve(&rings, kind, device)?;
+            let req = make(addr.device.clone(), key.clone());
+            Some((addr, req))
+        };
+        let body = WriteBody::Replayable(Bytes::new());
+        match self
+            .drive_write(quorum, send, body, SMALL_CALL_TIMEOUT_MS, &req_for)
+            .await
+        {
+            (Some(WriteOutcome::Succeeded { strict }), _) => Ok(strict),
+            (_, last_error) => Err(ClientError::NoQuorum(last_error)),
+        }
+    }
+
+    /// Creates a container (or updates its metadata) and enters it in the account's listing.
+    /// Creating an existing container keeps its objects, as in Swift.
+    pub async fn put_container(
+        &self,
+        account: &str,
+        container: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Written, ClientError> {
+        let timestamp = self.now();
+        let info = ListingInfo {
+            created: Some(timestamp),
+            deleted: None,
+            metadata: metadata
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        MetaValue {
+                            timestamp,
+                            value: Some(v),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let path = PathHasher::path_of(account, Some(container), None);
+        let strict = self
+            .write_listing(RingKind::Container, &path, |device, key| {
+                NodeRequest::MergeListingInfo {
+                    device,
+                    key,
+                    info: info.clone(),
+                }
+            })
+            .await?;
+        self.account_entry(account, container, timestamp, false)
+            .await?;
+        Ok(Written { timestamp, strict })
+    }
+
+    /// Deletes an empty container; `NotEmpty` if a read quorum shows objects in it.
+    pub async fn delete_container(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<Written, ClientError> {
+        let Some(found) = self.head_container(account, container).await? else {
+            return Err(ClientError::NotFound);
+        };
+        if found.stats.object_count > 0 {
+            return Err(ClientError::NotEmpty {
+                objects: found.stats.object_count,
+            });
+        }
+        let timestamp = self.now();
+        let info = ListingInfo {
+            created: None,
+            deleted: Some(timestamp),
+            metadata: BTreeMap::new(),
+        };
+        let path = PathHasher::path_of(account, Some(container), None);
+        let strict = self
+            .write_listing(RingKind::Container, &path, |device, key| {
+                NodeRequest::MergeListingInfo {
+                    device,
+                    key,
+                    info: info.clone(),
+                }
+            })
+            .await?;
+        self.account_entry(account, container, timestamp, true)
+            .await?;
+        Ok(Written { timestamp, strict })
+    }
+
+    async fn account_entry(
+        &self,
+        account: &str,
+        container: &str,
+        timestamp: Timestamp,
+        deleted: bool,
+    ) -> Result<bool, ClientError> {
+        let entry = ListingEntry {
+            name: container.to_string(),
+            timestamp,
+            deleted,
+            size_bytes: 0,
+            etag: String::new(),
+            content_type: String::new(),
+        };
+        let path = PathHasher::path_of(account, None, None);
+        self.write_listing(RingKind::Account, &path, |device, key| {
+            NodeRequest::MergeListing {
+                device,
+                key,
+                entries: vec![entry.clone()],
+            }
+        })
+        .await
+    }
+
+    /// A container's record (merged from a read quorum) and its object count and bytes (the
+    /// largest a replica reports); `None` if it does not exist.
+    pub async fn head_container(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<Option<ContainerInfo>, ClientError> {
+        let path = PathHasher::path_of(account, Some(container), None);
+        let infos = self
+            .read_answers(RingKind::Container, &path, |device, key| {
+                NodeRequest::GetListingInfo { device, key }
+            })
+            .await?;
+        let mut info = ListingInfo::default();
+        for a in infos {
+            if let NodeResponse::Info(Some(i)) = a {
+                info.merge(&i);
+            }
+        }
+        if !info.exists() {
+            return Ok(None);
+        }
+        let stats = self
+            .read_answers(RingKind::Container, &path, |device, key| {
+                NodeRequest::ListingStats { device, key }
+            })
+            .await?
+            .into_iter()
+            .filter_map(|a| match a {
+                NodeResponse::Stats(s) => Some(s),
+                _ => None,
+            })
+            .max_by_key(|s| (s.object_count, s.bytes))
+            .unwrap_or_default();
+        Ok(Some(ContainerInfo { info, stats }))
     }
 
     fn call_owned(

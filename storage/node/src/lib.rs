@@ -24,6 +24,6 @@ pub mod replicator;
 pub mod rpc;
 pub mod service;
 
-pub use client::{ClientError, ClusterClient, ObjectPut, Written};
+pub use client::{ClientError, ClusterClient, ContainerInfo, ObjectPut, Written};
 pub use config::NodeConfig;
 pub use node::{RunningNode, start_node};

@@ -228,3 +228,56 @@ async fn a_write_without_quorum_fails_and_a_listing_sees_every_acknowledged_writ
         .await;
     assert!(r.is_err(), "a write acknowledged without a quorum: {r:?}");
 }
+
+#[tokio::test]
+async fn containers_are_created_listed_and_deleted_only_when_empty() {
+    let c = cluster(13);
+    let client = client(&c.net);
+    let meta = BTreeMap::from([("color".to_string(), "blue".to_string())]);
+    client.put_container("a", "c", meta).await.unwrap();
+    client
+        .put_container("a", "d", BTreeMap::new())
+        .await
+        .unwrap();
+    let head = client.head_container("a", "c").await.unwrap().unwrap();
+    assert_eq!(head.info.metadata["color"].value.as_deref(), Some("blue"));
+    let data = Bytes::from_static(b"12345");
+    client
+        .put_object(put("o", &data), Body::Full(data.clone()))
+        .await
+        .unwrap();
+    let head = client.head_container("a", "c").await.unwrap().unwrap();
+    assert_eq!((head.stats.object_count, head.stats.bytes), (1, 5));
+
+    let names = |p: cairn_engine::ListPage| -> Vec<String> {
+        p.items.iter().map(|i| i.marker().to_string()).collect()
+    };
+    let all = cairn_engine::ListQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        names(client.list_containers("a", all.clone()).await.unwrap()),
+        ["c", "d"]
+    );
+
+    let refused = client.delete_container("a", "c").await;
+    assert!(
+        matches!(
+            refused,
+            Err(cairn_node::ClientError::NotEmpty { objects: 1 })
+        ),
+        "{refused:?}"
+    );
+    client.delete_object("a", "c", "o").await.unwrap();
+    client.delete_container("a", "c").await.unwrap();
+    assert!(client.head_container("a", "c").await.unwrap().is_none());
+    assert_eq!(
+        names(client.list_containers("a", all).await.unwrap()),
+        ["d"]
+    );
+    assert!(matches!(
+        client.delete_container("a", "c").await,
+        Err(cairn_node::ClientError::NotFound)
+    ));
+}
