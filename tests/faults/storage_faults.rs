@@ -307,6 +307,17 @@ async fn a_stale_node_converges_by_replication_after_restart() {
         "queued listing updates were not delivered; node 0 log:\n{}",
         cluster.log(0)
     );
+    // The node reports its device in service and its replication as recent.
+    let metrics = cluster.metrics(2);
+    assert_eq!(cluster.metric(2, "cairn_node_device_up"), 1.0, "{metrics}");
+    assert!(
+        metrics.contains("cairn_node_replication_lag_seconds{device=\"d0\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_node_rpc_latency_seconds_bucket"),
+        "{metrics}"
+    );
     let live: Vec<String> = (0..40)
         .filter(|i| !(*i < 20 && i % 3 == 0))
         .map(name)

@@ -139,6 +139,7 @@ impl ClusterClient {
 
     /// Stores an object: streams the body to the replica set at once and answers when a write
     /// quorum has made it durable.
+    #[tracing::instrument(name = "put_object", skip_all, fields(account = %put.account, container = %put.container, object = %put.object, request_id = tracing::field::Empty))]
     pub async fn put_object(&self, put: ObjectPut, body: Body) -> Result<Written, ClientError> {
         let rings = self.peers.rings();
         let name = PathHasher::path_of(&put.account, Some(&put.container), Some(&put.object));
@@ -190,6 +191,7 @@ impl ClusterClient {
     }
 
     /// Deletes an object (a tombstone at a quorum of replicas).
+    #[tracing::instrument(name = "delete_object", skip(self), fields(request_id = tracing::field::Empty))]
     pub async fn delete_object(
         &self,
         account: &str,
@@ -235,6 +237,7 @@ impl ClusterClient {
         req_for: &(dyn Fn(DeviceId, usize) -> Option<(DeviceAddr, NodeRequest)> + Sync),
     ) -> (Option<WriteOutcome>, String) {
         let request_id = RequestId::random();
+        tracing::Span::current().record("request_id", tracing::field::display(request_id));
         let (replay, teed) = match body {
             WriteBody::Replayable(bytes) => (Some(bytes), Vec::new()),
             WriteBody::Teed(bodies) => (None, bodies),
@@ -305,6 +308,7 @@ impl ClusterClient {
         let partition = rings.object.partition_for(&rings.hasher, &name);
         let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
         let request_id = RequestId::random();
+        tracing::Span::current().record("request_id", tracing::field::display(request_id));
         let (mut quorum, send) = ReadQuorum::<BlobMeta>::start_with(&primaries, &targets, spare);
         let req_for = |device: DeviceId| {
             let addr = self.peers.resolve(&rings, RingKind::Object, device)?;
@@ -411,6 +415,7 @@ impl ClusterClient {
 
     /// An object's metadata and bytes (`range` is `[start, end)`), streamed from one replica
     /// holding the newest version; a replica whose copy fails its checksum is skipped.
+    #[tracing::instrument(name = "get_object", skip(self), fields(request_id = tracing::field::Empty))]
     pub async fn get_object(
         &self,
         account: &str,
@@ -490,6 +495,7 @@ impl ClusterClient {
         self.list_listing(RingKind::Account, path, query).await
     }
 
+    #[tracing::instrument(name = "list", skip(self, query), fields(request_id = tracing::field::Empty))]
     async fn list_listing(
         &self,
         kind: RingKind,
@@ -533,6 +539,7 @@ impl ClusterClient {
         let (mut quorum, send) = ReadQuorum::<()>::start_with(&primaries, &targets, spare);
         let key = ListingKey::new(partition, path);
         let request_id = RequestId::random();
+        tracing::Span::current().record("request_id", tracing::field::display(request_id));
         let req_for = |device: DeviceId| {
             let addr = self.peers.resolve(&rings, kind, device)?;
             let req = make(addr.device.clone(), key.clone());
@@ -616,6 +623,7 @@ impl ClusterClient {
 
     /// Creates a container (or updates its metadata) and enters it in the account's listing.
     /// Creating an existing container keeps its objects, as in Swift.
+    #[tracing::instrument(name = "put_container", skip(self, metadata), fields(request_id = tracing::field::Empty))]
     pub async fn put_container(
         &self,
         account: &str,
@@ -655,6 +663,7 @@ impl ClusterClient {
     }
 
     /// Deletes an empty container; `NotEmpty` if a read quorum shows objects in it.
+    #[tracing::instrument(name = "delete_container", skip(self), fields(request_id = tracing::field::Empty))]
     pub async fn delete_container(
         &self,
         account: &str,

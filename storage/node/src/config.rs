@@ -78,7 +78,9 @@ pub struct ClusterSection {
     /// Defaults to the object ring.
     #[serde(default)]
     pub container_ring: Option<PathBuf>,
-    /// Defaults to the container ring.
+    /// Defaults to the container ring. Must be the container ring for now: a device's listing
+    /// digests cover every listing in a partition, so both kinds of listing must be placed by
+    /// one ring for the replicator to pair them with the right peers.
     #[serde(default)]
     pub account_ring: Option<PathBuf>,
 }
@@ -246,6 +248,20 @@ impl NodeConfig {
         }
         if self.cluster.hash_prefix.is_empty() && self.cluster.hash_suffix.is_empty() {
             return Err("cluster.hash_prefix and cluster.hash_suffix are both empty: set a secret so names cannot be aimed at partitions".into());
+        }
+        if let Some(account) = &self.cluster.account_ring {
+            let container = self
+                .cluster
+                .container_ring
+                .as_ref()
+                .unwrap_or(&self.cluster.object_ring);
+            if account != container {
+                return Err(format!(
+                    "cluster.account_ring ({}) must be the container ring ({}): separate account rings are not supported yet",
+                    account.display(),
+                    container.display()
+                ));
+            }
         }
         if self.replicator.interval_ms == 0 {
             return Err("replicator.interval_ms must be > 0".into());

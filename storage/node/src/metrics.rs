@@ -53,6 +53,7 @@ pub struct NodeMetrics {
     replication_lag: Family<DeviceLabels, Gauge<f64, AtomicU64>>,
     audited: Counter,
     audit_failures: Counter,
+    device_up: Family<DeviceLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -124,6 +125,12 @@ impl NodeMetrics {
             "Objects that failed the auditor's verification",
             audit_failures.clone(),
         );
+        let device_up = Family::<DeviceLabels, Gauge>::default();
+        registry.register(
+            "device_up",
+            "1 while the device serves, 0 once it is out of service (e.g. after a failed fsync)",
+            device_up.clone(),
+        );
         Arc::new(NodeMetrics {
             registry,
             requests,
@@ -138,6 +145,7 @@ impl NodeMetrics {
             replication_lag,
             audited,
             audit_failures,
+            device_up,
         })
     }
 
@@ -184,6 +192,14 @@ impl NodeMetrics {
                 device: device.to_string(),
             })
             .set(seconds);
+    }
+
+    pub fn device_up(&self, device: &str, up: bool) {
+        self.device_up
+            .get_or_create(&DeviceLabels {
+                device: device.to_string(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn audited(&self, checked: u64, failures: u64) {

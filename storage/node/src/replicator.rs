@@ -115,6 +115,13 @@ impl<E: StorageEngine> Replicator<E> {
     pub async fn run(self: Arc<Self>, interval: Duration) {
         let mut last_clean = Instant::now();
         loop {
+            let up = matches!(self.engine.health(), cairn_engine::Health::Ok);
+            self.metrics.device_up(&self.device, up);
+            if !up {
+                warn!(device = %self.device, "device out of service; not replicating from it");
+                tokio::time::sleep(interval).await;
+                continue;
+            }
             let report = self.cycle().await;
             if report.failed_peers == 0 {
                 last_clean = Instant::now();
