@@ -647,19 +647,8 @@ impl ClusterClient {
                 })
                 .collect(),
         };
-        let path = PathHasher::path_of(account, Some(container), None);
-        let strict = self
-            .write_listing(RingKind::Container, &path, |device, key| {
-                NodeRequest::MergeListingInfo {
-                    device,
-                    key,
-                    info: info.clone(),
-                }
-            })
-            .await?;
-        self.account_entry(account, container, timestamp, false)
-            .await?;
-        Ok(Written { timestamp, strict })
+        self.record_container(account, container, timestamp, info)
+            .await
     }
 
     /// Deletes an empty container; `NotEmpty` if a read quorum shows objects in it.
@@ -683,6 +672,21 @@ impl ClusterClient {
             deleted: Some(timestamp),
             metadata: BTreeMap::new(),
         };
+        self.record_container(account, container, timestamp, info)
+            .await
+    }
+
+    /// Merges a container's record on its replicas, then its entry in the account listing
+    /// (deleted when the record says so). Both merges are idempotent, so a failed call can be
+    /// retried as a whole.
+    async fn record_container(
+        &self,
+        account: &str,
+        container: &str,
+        timestamp: Timestamp,
+        info: ListingInfo,
+    ) -> Result<Written, ClientError> {
+        let deleted = info.deleted == Some(timestamp);
         let path = PathHasher::path_of(account, Some(container), None);
         let strict = self
             .write_listing(RingKind::Container, &path, |device, key| {
@@ -693,7 +697,7 @@ impl ClusterClient {
                 }
             })
             .await?;
-        self.account_entry(account, container, timestamp, true)
+        self.account_entry(account, container, timestamp, deleted)
             .await?;
         Ok(Written { timestamp, strict })
     }
