@@ -47,6 +47,15 @@ pub struct DeviceAddr {
     pub device: String,
 }
 
+/// Why a published ring was not taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RingRejected {
+    #[error("not a valid ring file: {0}")]
+    Invalid(String),
+    #[error("ring version {offered} is not newer than version {current} in force")]
+    NotNewer { offered: u64, current: u64 },
+}
+
 /// A failed call to a device.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -81,6 +90,40 @@ impl Peers {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Replaces one ring with a newer one, as a node does when the control plane publishes
+    /// it. `bytes` is a ring file: its checksum is verified, and a ring whose version is not
+    /// newer than the one in force is refused (a replayed or stale publication must never roll
+    /// placement back). The replicator picks the new assignment up at its next cycle.
+    pub fn swap_ring(&self, kind: RingKind, bytes: &[u8]) -> Result<u64, RingRejected> {
+        let ring =
+            PartitionRing::from_bytes(bytes).map_err(|e| RingRejected::Invalid(e.to_string()))?;
+        let mut guard = match self.rings.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let current = guard.ring(kind).version();
+        if ring.version() <= current {
+            return Err(RingRejected::NotNewer {
+                offered: ring.version(),
+                current,
+            });
+        }
+        let version = ring.version();
+        let mut next = Rings {
+            object: guard.object.clone(),
+            container: guard.container.clone(),
+            account: guard.account.clone(),
+            hasher: guard.hasher.clone(),
+        };
+        match kind {
+            RingKind::Object => next.object = ring,
+            RingKind::Container => next.container = ring,
+            RingKind::Account => next.account = ring,
+        }
+        *guard = Arc::new(next);
+        Ok(version)
     }
 
     pub fn set_rings(&self, rings: Rings) {

@@ -95,6 +95,11 @@ fn listing_item(path: &str, entry: &ListingEntry) -> String {
 }
 
 impl<E: StorageEngine> Replicator<E> {
+    /// The rings and peers this replicator works with (a ring swap there applies here).
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
     pub fn new(
         device: String,
         engine: Arc<E>,
@@ -194,10 +199,6 @@ impl<E: StorageEngine> Replicator<E> {
                     .filter(|&d| Some(d) != me)
                     .collect(),
             )
-        } else if items == Items::Listings {
-            // Listing updates only ever go to primaries, so a non-primary holds listing data
-            // only after a ring change; moving it is the ring-change work of the control plane.
-            return CycleReport::default();
         } else {
             (ReplicaRole::Handoff, primaries.clone())
         };
@@ -259,8 +260,12 @@ impl<E: StorageEngine> Replicator<E> {
                         });
                         queue.extend(job.on_input(JobInput::LocalEntries { entries }));
                     }
+                    JobCommand::Purge { .. } if items == Items::Listings => {
+                        // Listing entries left behind after a ring change are pushed home but
+                        // kept: the engine has no per-entry purge yet, and reads only ever go
+                        // to primaries, so the stale copy costs space, not correctness.
+                    }
                     JobCommand::Purge { entry } => {
-                        // Only blob passes run as a handoff, so only blobs are purged.
                         let key = BlobKey::new(part, entry.name.clone());
                         match self.engine.purge_blob(&key, entry.version.timestamp).await {
                             Ok(true) => out.purged += 1,

@@ -12,21 +12,34 @@ use cairn_engine::{BlobKey, MemoryEngine, StorageEngine};
 use cairn_net::{Body, RpcClient, TestNetwork};
 use cairn_node::listing_updates::ListingUpdater;
 use cairn_node::metrics::NodeMetrics;
-use cairn_node::peers::{Peers, Rings};
+use cairn_node::peers::{Peers, RingKind, RingRejected, Rings};
 use cairn_node::replicator::Replicator;
 use cairn_node::service::{DeviceSet, NodeService};
 use cairn_node::{ClusterClient, ObjectPut};
 use cairn_ring::{NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder};
 
 const NODES: usize = 4;
+/// Nodes on the network; the last one joins the ring only in the ring-change test.
+const NODES_MAX: usize = 5;
 
 fn addr(n: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, u8::try_from(n + 1).unwrap()], 6000))
 }
 
 fn rings() -> Rings {
+    let ring = PartitionRing::compile(&builder(NODES)).unwrap();
+    Rings {
+        object: ring.clone(),
+        container: ring.clone(),
+        account: ring,
+        hasher: PathHasher::new("p", "s"),
+    }
+}
+
+/// A ring over the first `nodes` nodes (one device each), rebalanced.
+fn builder(nodes: usize) -> RingBuilder {
     let mut b = RingBuilder::new(4, 3.0, 0).unwrap();
-    for n in 0..NODES {
+    for n in 0..nodes {
         b.add_device(NewDevice {
             id: None,
             region: 1,
@@ -46,13 +59,7 @@ fn rings() -> Rings {
         now_minutes: 0,
     })
     .unwrap();
-    let ring = PartitionRing::compile(&b).unwrap();
-    Rings {
-        object: ring.clone(),
-        container: ring.clone(),
-        account: ring,
-        hasher: PathHasher::new("p", "s"),
-    }
+    b
 }
 
 struct Cluster {
@@ -67,7 +74,7 @@ fn cluster(seed: u64) -> Cluster {
     let mut engines = Vec::new();
     let mut replicators = Vec::new();
     let mut services = Vec::new();
-    for n in 0..NODES {
+    for n in 0..NODES_MAX {
         let engine = MemoryEngine::new();
         engines.push(engine.clone());
         let engine = Arc::new(engine);
@@ -280,4 +287,146 @@ async fn containers_are_created_listed_and_deleted_only_when_empty() {
         client.delete_container("a", "c").await,
         Err(cairn_node::ClientError::NotFound)
     ));
+}
+
+#[tokio::test]
+async fn a_new_ring_moves_data_to_its_new_homes_and_stale_rings_are_refused() {
+    let c = cluster(14);
+    let client = client(&c.net);
+    // A fifth node will join: the builder takes it and moves some partition-replicas onto it.
+    let mut b = builder(NODES);
+    b.add_device(NewDevice {
+        id: None,
+        region: 1,
+        zone: 5,
+        ip: addr(4).ip().to_string(),
+        port: 6000,
+        replication_ip: None,
+        replication_port: None,
+        device: "d0".into(),
+        weight: 1.0,
+        meta: String::new(),
+    })
+    .unwrap();
+    let moved = b
+        .rebalance(RebalanceOptions {
+            seed: 4,
+            now_minutes: 0,
+        })
+        .unwrap()
+        .moved;
+    assert!(moved > 0);
+    let new_ring = PartitionRing::compile(&b).unwrap();
+    let old_ring = rings().object;
+    let hasher = PathHasher::new("p", "s");
+    // A container whose listing partition gets a new primary, so the listing must move too.
+    let container = (0..1_000)
+        .map(|k| format!("c{k}"))
+        .find(|name| {
+            let part = new_ring.partition_for(&hasher, &PathHasher::path_of("a", Some(name), None));
+            let ids = |r: &PartitionRing| {
+                r.primary_ids(part)
+                    .collect::<std::collections::BTreeSet<_>>()
+            };
+            ids(&new_ring) != ids(&old_ring)
+        })
+        .unwrap();
+    for i in 0..40 {
+        let data = Bytes::from(format!("object {i}"));
+        let p = ObjectPut {
+            container: container.clone(),
+            ..put(&format!("o{i:02}"), &data)
+        };
+        client.put_object(p, Body::Full(data)).await.unwrap();
+    }
+    let bytes = new_ring.to_bytes().unwrap();
+    for r in &c.replicators {
+        for kind in [RingKind::Object, RingKind::Container, RingKind::Account] {
+            r.peers().swap_ring(kind, &bytes).unwrap();
+        }
+    }
+    client.peers().swap_ring(RingKind::Object, &bytes).unwrap();
+    client
+        .peers()
+        .swap_ring(RingKind::Container, &bytes)
+        .unwrap();
+    // Replaying it, or an older one, is refused; so is a corrupt file.
+    let old = PartitionRing::compile(&builder(NODES))
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    assert!(matches!(
+        client.peers().swap_ring(RingKind::Object, &bytes),
+        Err(RingRejected::NotNewer { .. })
+    ));
+    assert!(matches!(
+        client.peers().swap_ring(RingKind::Object, &old),
+        Err(RingRejected::NotNewer { .. })
+    ));
+    let mut corrupt = bytes.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert!(matches!(
+        client.peers().swap_ring(RingKind::Object, &corrupt),
+        Err(RingRejected::Invalid(_))
+    ));
+
+    // The replicators move every object to its new primaries and drop the copies left behind.
+    for _ in 0..4 {
+        for r in &c.replicators {
+            r.cycle().await;
+        }
+    }
+    for i in 0..40 {
+        let path = PathHasher::path_of("a", Some(&container), Some(&format!("o{i:02}")));
+        let part = new_ring.partition_for(&hasher, &path);
+        let homes: Vec<usize> = new_ring
+            .primaries(part)
+            .map(|d| usize::from(d.id))
+            .collect();
+        for (n, engine) in c.engines.iter().enumerate() {
+            let held = engine
+                .blob_meta(&BlobKey::new(part, path.clone()))
+                .await
+                .unwrap()
+                .is_some();
+            assert_eq!(
+                held,
+                homes.contains(&n),
+                "object {i} on node {n}; homes {homes:?}"
+            );
+        }
+        let (_, body) = client
+            .get_object("a", &container, &format!("o{i:02}"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            body.collect(1 << 20).await.unwrap(),
+            Bytes::from(format!("object {i}"))
+        );
+    }
+    // The container listing moved with its partitions too.
+    let page = client
+        .list_objects(
+            "a",
+            &container,
+            cairn_engine::ListQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 40, "listing after the ring change");
+    let cpath = PathHasher::path_of("a", Some(&container), None);
+    let cpart = new_ring.partition_for(&hasher, &cpath);
+    for d in new_ring.primaries(cpart) {
+        let stats = c.engines[usize::from(d.id)]
+            .listing_stats(&cairn_engine::ListingKey::new(cpart, cpath.clone()))
+            .await
+            .unwrap();
+        assert_eq!(stats.object_count, 40, "listing replica on node {}", d.id);
+    }
+    {}
 }
