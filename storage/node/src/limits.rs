@@ -20,3 +20,5 @@ pub const REPLICATION_PUSHES_INFLIGHT_MAX: usize = 8;
 pub const AUDIT_BATCH_BLOBS_MAX: usize = 64;
 /// Largest listing page the node returns.
 pub const LIST_PAGE_ITEMS_MAX: usize = 10_000;
+/// Connections the metrics endpoint serves at once.
+pub const METRICS_CONNECTIONS_MAX: usize = 16;

@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::limits::METRICS_CONNECTIONS_MAX;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     kind: &'static str,
@@ -220,12 +222,19 @@ impl NodeMetrics {
 /// Serves `GET /metrics` on `listener` until the task is dropped. Deliberately minimal HTTP/1.0:
 /// one bounded request read, one response, close.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<NodeMetrics>) {
+    // A scraper or two is normal; a flood must not grow tasks without bound.
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS_MAX));
     loop {
         let Ok((mut sock, peer)) = listener.accept().await else {
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "metrics endpoint busy; connection dropped");
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = [0u8; 1024];
             let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await;
             let Ok(Ok(n)) = read else { return };
@@ -239,8 +248,12 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<NodeMetrics>) {
                 "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            if let Err(e) = sock.write_all(resp.as_bytes()).await {
-                debug!(%peer, error = %e, "metrics client went away");
+            let write =
+                tokio::time::timeout(Duration::from_secs(5), sock.write_all(resp.as_bytes()));
+            match write.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "metrics client went away"),
+                Err(_) => debug!(%peer, "metrics client too slow; dropped"),
             }
         });
     }
