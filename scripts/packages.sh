@@ -3,8 +3,10 @@
 #
 # gcc: C code in zstd and ring; librocksdb-dev: Debian's RocksDB, linked instead of building it
 # from source (~17 min here; see .cargo/config.toml); libclang-dev: the rocksdb crate's bindgen;
-# util-linux: mount/umount for the full-disk fault test's tmpfs; curl: scripts reading /metrics.
-APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux curl)
+# util-linux: mount/umount for the full-disk fault test's tmpfs; curl: scripts reading /metrics;
+# etcd-server: the real etcd the control-plane tests start; protobuf-compiler: protoc for the
+# etcd-client crate's build script.
+APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux curl etcd-server protobuf-compiler)
 
 ensure_packages() {
   local missing=() p
