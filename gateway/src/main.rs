@@ -27,6 +27,62 @@ enum Command {
         #[command(subcommand)]
         command: ObjectCommand,
     },
+    /// Create a cluster in the control-plane store: its id, hash secrets and certificate
+    /// authority. Refuses if the store already holds a cluster.
+    Init {
+        #[command(flatten)]
+        meta: MetaArgs,
+        #[arg(long, default_value = "cairn")]
+        cluster: String,
+        /// Where to write ca.pem (the CA certificate nodes trust).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Give a new node its certificate from the cluster CA kept in the control plane; writes
+    /// <NAME>.pem, <NAME>.key and ca.pem into OUT and prints the cluster's hash settings.
+    NodeJoin {
+        #[command(flatten)]
+        meta: MetaArgs,
+        #[arg(long)]
+        name: String,
+        /// An address the node serves on (repeatable).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<std::net::IpAddr>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show the cluster: nodes (up/down, last heartbeat), devices, capacity and usage, rings.
+    Status {
+        #[command(flatten)]
+        meta: MetaArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a compiled ring: nodes watching the store take it without a restart.
+    RingPublish {
+        #[command(flatten)]
+        meta: MetaArgs,
+        /// `object` or `container` (account listings share the container ring).
+        #[arg(long)]
+        kind: String,
+        /// The compiled ring file (`ring-tool ... rebalance` writes it).
+        ring: PathBuf,
+    },
+    /// Take a writer lease and keep it until killed, printing its fencing epoch (a tool for
+    /// operators and tests; the block layer takes its leases in-process).
+    LeaseHold {
+        #[command(flatten)]
+        meta: MetaArgs,
+        name: String,
+        #[arg(long)]
+        holder: String,
+        #[arg(long, default_value_t = 3)]
+        ttl_s: u64,
+        /// Give up after this many seconds without getting it.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
+    },
     /// The cluster certificate authority: node-to-node TLS trusts exactly its certificates.
     Ca {
         #[command(subcommand)]
@@ -41,6 +97,283 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+/// Which control-plane store a command talks to.
+#[derive(clap::Args, Debug)]
+struct MetaArgs {
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "meta_dir")]
+    etcd: Vec<String>,
+    /// The embedded store's directory (only while no node process has it open).
+    #[arg(long)]
+    meta_dir: Option<PathBuf>,
+}
+
+impl MetaArgs {
+    async fn open(&self) -> anyhow::Result<cairn_meta::AnyMetaStore> {
+        let config = match (&self.meta_dir, self.etcd.is_empty()) {
+            (Some(dir), true) => cairn_meta::MetaConfig::Embedded { dir: dir.clone() },
+            (None, false) => cairn_meta::MetaConfig::Etcd(cairn_meta::EtcdConfig {
+                endpoints: self.etcd.clone(),
+                op_timeout_ms: 5_000,
+                connect_timeout_ms: 5_000,
+            }),
+            _ => {
+                anyhow::bail!("name the control-plane store: --etcd URL[,URL...] or --meta-dir DIR")
+            }
+        };
+        Ok(cairn_meta::AnyMetaStore::open(&config).await?)
+    }
+}
+
+fn unix_ms() -> anyhow::Result<u64> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    Ok(u64::try_from(ms)?)
+}
+
+const CLUSTER_KEY: &str = "/cairn/cluster";
+const CA_KEY: &str = "/cairn/ca";
+
+async fn run_init(meta: MetaArgs, cluster: String, out: PathBuf) -> anyhow::Result<()> {
+    use cairn_meta::{Compare, MetaStore, Txn, TxnOp};
+    let store = meta.open().await?;
+    let ca = cairn_net::ClusterCa::generate(&cluster)?;
+    let random_hex = |n: usize| -> anyhow::Result<String> {
+        let mut b = vec![0u8; n];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    };
+    let record = serde_json::json!({
+        "format": 1,
+        "name": cluster,
+        "id": random_hex(16)?,
+        "created_unix_ms": unix_ms()?,
+        "hash_prefix": random_hex(16)?,
+        "hash_suffix": random_hex(16)?,
+    });
+    let ca_record =
+        serde_json::json!({ "format": 1, "cert_pem": ca.cert_pem, "key_pem": ca.key_pem });
+    // Created once: a second `cairn init` must never replace a cluster's secrets.
+    let txn = Txn::new().when([Compare::absent(CLUSTER_KEY)]).and_then([
+        TxnOp::put(CLUSTER_KEY, serde_json::to_vec(&record)?),
+        TxnOp::put(CA_KEY, serde_json::to_vec(&ca_record)?),
+    ]);
+    anyhow::ensure!(
+        store.txn(txn).await?.succeeded,
+        "the store already holds a cluster; not touching it"
+    );
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("ca.pem"), &ca.cert_pem)?;
+    let mut stdout = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(
+        stdout,
+        "cluster {} created (id {}); CA certificate in {}",
+        record["name"],
+        record["id"],
+        out.join("ca.pem").display()
+    )?;
+    writeln!(
+        stdout,
+        "node.toml [cluster] hash_prefix = {} hash_suffix = {}",
+        record["hash_prefix"], record["hash_suffix"]
+    )?;
+    Ok(())
+}
+
+async fn run_node_join(
+    meta: MetaArgs,
+    name: String,
+    ips: Vec<std::net::IpAddr>,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    use cairn_meta::MetaStore;
+    use std::io::Write;
+    let store = meta.open().await?;
+    let cluster = store
+        .get(CLUSTER_KEY.as_bytes())
+        .await?
+        .context("no cluster in the store: run `cairn init` first")?;
+    let cluster: serde_json::Value = serde_json::from_slice(&cluster.value)?;
+    let ca = store
+        .get(CA_KEY.as_bytes())
+        .await?
+        .context("the cluster has no CA record")?;
+    let ca: serde_json::Value = serde_json::from_slice(&ca.value)?;
+    let field = |v: &serde_json::Value, k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .with_context(|| format!("record lacks {k}"))
+    };
+    let ca = cairn_net::ClusterCa::from_pem(
+        &field(&cluster, "name")?,
+        &field(&ca, "cert_pem")?,
+        &field(&ca, "key_pem")?,
+    )?;
+    let node = ca.issue_node(&name, &ips)?;
+    std::fs::create_dir_all(&out)?;
+    write_secret(&out.join(format!("{name}.key")), &node.key_pem)?;
+    std::fs::write(out.join(format!("{name}.pem")), &node.cert_pem)?;
+    std::fs::write(out.join("ca.pem"), &ca.cert_pem)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{name}: certificate in {}", out.display())?;
+    writeln!(
+        stdout,
+        "node.toml [cluster] hash_prefix = {} hash_suffix = {}",
+        cluster["hash_prefix"], cluster["hash_suffix"]
+    )?;
+    Ok(())
+}
+
+async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
+    use cairn_meta::{KeyRange, MetaStore};
+    use cairn_node::control::{ALIVE_PREFIX, NODES_PREFIX, NodeStatus};
+    use std::io::Write;
+    let store = meta.open().await?;
+    let read = |prefix: &'static str| {
+        let store = &store;
+        async move {
+            let kvs = store
+                .range(&KeyRange::Prefix(prefix.as_bytes().to_vec().into()), 10_000)
+                .await?;
+            let mut out = std::collections::BTreeMap::new();
+            for kv in kvs {
+                let name = String::from_utf8_lossy(&kv.key[prefix.len()..]).to_string();
+                if let Ok(s) = serde_json::from_slice::<NodeStatus>(&kv.value) {
+                    out.insert(name, s);
+                }
+            }
+            anyhow::Ok(out)
+        }
+    };
+    let registered = read(NODES_PREFIX).await?;
+    let alive = read(ALIVE_PREFIX).await?;
+    let mut rings = serde_json::Map::new();
+    for kind in ["object", "container"] {
+        if let Some((r, _)) = cairn_meta::rings::ring_record(&store, kind).await? {
+            rings.insert(kind.into(), serde_json::json!({"version": r.version, "checksum": r.checksum, "bytes": r.size_bytes}));
+        }
+    }
+    let nodes: Vec<serde_json::Value> = registered
+        .iter()
+        .map(|(name, reg)| {
+            let live = alive.get(name);
+            let last = live.unwrap_or(reg);
+            serde_json::json!({
+                "name": name,
+                "up": live.is_some(),
+                "rpc": last.rpc.to_string(),
+                "last_heartbeat_unix_ms": live.map(|l| l.heartbeat_unix_ms),
+                "rings": last.rings,
+                "devices": last.devices,
+            })
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"nodes": nodes, "rings": rings}))?
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<5} {:<22} {:>10} {:>10} {:<24} rings",
+        "node", "state", "rpc", "total GiB", "free GiB", "last seen"
+    )?;
+    let now = unix_ms()?;
+    for (name, reg) in &registered {
+        let live = alive.get(name);
+        let last = live.unwrap_or(reg);
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let total: u64 = last.devices.iter().map(|d| d.total_bytes).sum();
+        let free: u64 = last.devices.iter().map(|d| d.free_bytes).sum();
+        let seen = live.map_or("down".to_string(), |l| {
+            format!(
+                "{:.1} s ago",
+                now.saturating_sub(l.heartbeat_unix_ms) as f64 / 1000.0
+            )
+        });
+        let versions: Vec<String> = last.rings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let state = if live.is_some() { "up" } else { "down" };
+        writeln!(
+            out,
+            "{name:<16} {state:<5} {:<22} {:>10.1} {:>10.1} {seen:<24} {}",
+            last.rpc,
+            gib(total),
+            gib(free),
+            versions.join(" ")
+        )?;
+        for d in &last.devices {
+            writeln!(
+                out,
+                "  device {:<10} {} {:>10.1} {:>10.1}",
+                d.name,
+                if d.up { "up  " } else { "FAILED" },
+                gib(d.total_bytes),
+                gib(d.free_bytes)
+            )?;
+        }
+    }
+    for (kind, r) in &rings {
+        writeln!(out, "published ring {kind}: version {}", r["version"])?;
+    }
+    Ok(())
+}
+
+async fn run_ring_publish(meta: MetaArgs, kind: String, ring: PathBuf) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&ring).with_context(|| format!("reading {}", ring.display()))?;
+    // Check the file before anyone else has to: nodes refuse a corrupt ring anyway.
+    let parsed = cairn_ring::PartitionRing::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid ring", ring.display()))?;
+    let store = meta.open().await?;
+    cairn_meta::rings::publish_ring(&store, &kind, parsed.version(), &bytes).await?;
+    info!(%kind, version = parsed.version(), bytes = bytes.len(), "ring published");
+    Ok(())
+}
+
+async fn run_lease_hold(
+    meta: MetaArgs,
+    name: String,
+    holder: String,
+    ttl_s: u64,
+    wait_s: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let store = meta.open().await?;
+    let leases = cairn_meta::WriterLeases::new(store);
+    let ttl = std::time::Duration::from_secs(ttl_s);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+    let held = loop {
+        match leases.acquire(&name, &holder, ttl).await? {
+            cairn_meta::Acquire::Held(h) => break h,
+            cairn_meta::Acquire::Busy(b) => {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name} still held by {} after {wait_s} s",
+                    b.holder
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    // Tests and scripts read this line.
+    writeln!(
+        std::io::stdout().lock(),
+        "held {} epoch {} by {}",
+        held.name,
+        held.epoch,
+        held.holder
+    )?;
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        leases.renew(&held).await.context("lost the lease")?;
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,6 +632,22 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Node { config, check } => run_node(config, check).await,
             Command::Ca { command } => run_ca(command),
+            Command::Init { meta, cluster, out } => run_init(meta, cluster, out).await,
+            Command::Status { meta, json } => run_status(meta, json).await,
+            Command::NodeJoin {
+                meta,
+                name,
+                ips,
+                out,
+            } => run_node_join(meta, name, ips, out).await,
+            Command::RingPublish { meta, kind, ring } => run_ring_publish(meta, kind, ring).await,
+            Command::LeaseHold {
+                meta,
+                name,
+                holder,
+                ttl_s,
+                wait_s,
+            } => run_lease_hold(meta, name, holder, ttl_s, wait_s).await,
             Command::Object { config, command } => run_object(config, command).await,
         }
     })

@@ -17,7 +17,9 @@ mod embedded;
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
+pub mod identity;
 pub mod limits;
+pub mod rings;
 mod store;
 mod types;
 mod writer_lease;
@@ -31,6 +33,7 @@ pub use embedded::{DB_FILE_NAME, EmbeddedStore};
 pub use error::{Error, Result};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdStore};
+pub use identity::{IdentityError, IdentityMasterKey, IdentityStore};
 pub use store::{MetaStore, WatchStream, lease_ttl_secs};
 pub use types::*;
 pub use writer_lease::{Acquire, Busy, Held, WRITER_LEASE_PREFIX, WriterLeases};

@@ -47,6 +47,9 @@ pub enum IoChoiceConfig {
 pub struct NodeConfig {
     /// Unique per node in the cluster: it goes into every timestamp this node issues.
     pub node_id: u32,
+    /// The node's name in the control plane (default `node-<node_id>`).
+    #[serde(default)]
+    pub name: Option<String>,
     /// RPC listen address; the ring lists the node's devices at this address (or `advertise`).
     pub listen: SocketAddr,
     /// The address the ring lists, if it differs from `listen` (e.g. `0.0.0.0` binds).
@@ -67,6 +70,13 @@ pub struct NodeConfig {
     pub auditor: AuditorSection,
     #[serde(default)]
     pub engine: EngineSection,
+    /// The control-plane store. With it the node registers and heartbeats, and takes published
+    /// rings without a restart; without it, it runs on the ring files alone.
+    #[serde(default)]
+    pub meta: Option<cairn_meta::MetaConfig>,
+    /// Heartbeat lease TTL in the control plane; the node counts as down this long after it dies.
+    #[serde(default = "default_heartbeat_ttl_s")]
+    pub heartbeat_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +140,10 @@ pub struct EngineSection {
     /// Tombstones older than this are dropped (Swift's `reclaim_age`, default one week).
     #[serde(default = "default_reclaim_age_s")]
     pub reclaim_age_s: u64,
+}
+
+fn default_heartbeat_ttl_s() -> u64 {
+    10
 }
 
 fn default_true() -> bool {
@@ -263,6 +277,12 @@ impl NodeConfig {
                 ));
             }
         }
+        if !(3..=3600).contains(&self.heartbeat_ttl_s) {
+            return Err(format!(
+                "heartbeat_ttl_s = {} must be within 3..=3600",
+                self.heartbeat_ttl_s
+            ));
+        }
         if self.replicator.interval_ms == 0 {
             return Err("replicator.interval_ms must be > 0".into());
         }
@@ -279,6 +299,13 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The node's name in the control plane.
+    pub fn node_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", self.node_id))
     }
 
     /// The address the ring lists for this node's devices.

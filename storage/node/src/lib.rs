@@ -14,6 +14,7 @@
 pub mod auditor;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod limits;
 pub mod listing_updates;

@@ -56,6 +56,7 @@ pub struct NodeMetrics {
     audited: Counter,
     audit_failures: Counter,
     device_up: Family<DeviceLabels, Gauge>,
+    ring_version: Family<KindLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -133,6 +134,12 @@ impl NodeMetrics {
             "1 while the device serves, 0 once it is out of service (e.g. after a failed fsync)",
             device_up.clone(),
         );
+        let ring_version = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "ring_version",
+            "Version of the ring in force, by kind",
+            ring_version.clone(),
+        );
         Arc::new(NodeMetrics {
             registry,
             requests,
@@ -148,6 +155,7 @@ impl NodeMetrics {
             audited,
             audit_failures,
             device_up,
+            ring_version,
         })
     }
 
@@ -194,6 +202,12 @@ impl NodeMetrics {
                 device: device.to_string(),
             })
             .set(seconds);
+    }
+
+    pub fn ring_version(&self, kind: &'static str, version: u64) {
+        self.ring_version
+            .get_or_create(&KindLabels { kind })
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
     pub fn device_up(&self, device: &str, up: bool) {

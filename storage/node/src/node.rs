@@ -41,6 +41,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("control plane: {0}")]
+    Meta(#[from] cairn_meta::Error),
 }
 
 /// A started node; dropping it stops the server and every background loop.
@@ -260,6 +262,33 @@ where
             .map_err(|source| NodeError::Metrics { addr, source })?;
         metrics_addr = listener.local_addr().ok();
         tasks.push(tokio::spawn(serve_metrics(listener, metrics.clone())));
+    }
+    if let Some(meta) = &config.meta {
+        let store = Arc::new(cairn_meta::AnyMetaStore::open(meta).await?);
+        let id = crate::control::Identity {
+            name: config.node_name(),
+            node_id: config.node_id,
+            rpc: advertised,
+            metrics: metrics_addr,
+        };
+        let ttl = Duration::from_secs(config.heartbeat_ttl_s);
+        tasks.push(tokio::spawn(crate::control::run_membership(
+            store.clone(),
+            id,
+            devices.clone(),
+            peers.clone(),
+            ttl,
+        )));
+        tasks.push(tokio::spawn(crate::control::run_ring_watch(
+            store,
+            peers.clone(),
+            metrics.clone(),
+        )));
+    }
+    {
+        let rings = peers.rings();
+        metrics.ring_version("object", rings.object.version());
+        metrics.ring_version("container", rings.container.version());
     }
     info!(%rpc_addr, ?metrics_addr, devices = config.devices.len(), transport = ?kind, "storage node serving");
     Ok(RunningNode {

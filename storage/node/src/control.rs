@@ -1,0 +1,244 @@
+//! The node's side of the control plane: it registers itself and heartbeats on a lease
+//! (membership), and watches the store for published rings, taking each newer one without a
+//! restart. Record layout: `docs/meta.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cairn_engine::{Health, StorageEngine};
+use cairn_meta::rings::{RING_PREFIX, fetch_ring, ring_kind_of};
+use cairn_meta::{EventKind, MetaStore};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::metrics::NodeMetrics;
+use crate::peers::{Peers, RingKind, RingRejected};
+use crate::service::DeviceSet;
+
+/// A node's registration (no lease: what the operator sees even while it is down).
+pub const NODES_PREFIX: &str = "/cairn/nodes/";
+/// A node's presence, on its lease: gone within the TTL of the node dying.
+pub const ALIVE_PREFIX: &str = "/cairn/alive/";
+
+/// One device as a node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub name: String,
+    pub up: bool,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub live_blob_bytes: u64,
+}
+
+/// What a node writes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub format: u32,
+    pub name: String,
+    pub node_id: u32,
+    pub rpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    pub devices: Vec<DeviceStatus>,
+    /// Ring versions in force, by kind.
+    pub rings: BTreeMap<String, u64>,
+    pub started_unix_ms: u64,
+    pub heartbeat_unix_ms: u64,
+}
+
+fn now_unix_ms() -> u64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// Where a node is and what it serves; filled in at each heartbeat.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub node_id: u32,
+    pub rpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+async fn status<E: StorageEngine>(
+    id: &Identity,
+    devices: &DeviceSet<E>,
+    peers: &Peers,
+    started: u64,
+) -> NodeStatus {
+    let mut list = Vec::new();
+    for (name, engine) in devices.iter() {
+        let up = engine.health() == Health::Ok;
+        let usage = engine.usage().await.ok();
+        list.push(DeviceStatus {
+            name: name.to_string(),
+            up,
+            total_bytes: usage.map_or(0, |u| u.total_bytes),
+            free_bytes: usage.map_or(0, |u| u.free_bytes),
+            live_blob_bytes: usage.map_or(0, |u| u.live_blob_bytes),
+        });
+    }
+    let rings = peers.rings();
+    let versions = BTreeMap::from([
+        ("object".to_string(), rings.object.version()),
+        ("container".to_string(), rings.container.version()),
+        ("account".to_string(), rings.account.version()),
+    ]);
+    NodeStatus {
+        format: 1,
+        name: id.name.clone(),
+        node_id: id.node_id,
+        rpc: id.rpc,
+        metrics: id.metrics,
+        devices: list,
+        rings: versions,
+        started_unix_ms: started,
+        heartbeat_unix_ms: now_unix_ms(),
+    }
+}
+
+/// Registers the node and heartbeats on a lease of `ttl` until the task is dropped. A lost
+/// lease (the store was unreachable for longer than the TTL) is replaced by a new one.
+pub async fn run_membership<S: MetaStore, E: StorageEngine>(
+    store: Arc<S>,
+    id: Identity,
+    devices: Arc<DeviceSet<E>>,
+    peers: Arc<Peers>,
+    ttl: Duration,
+) {
+    let started = now_unix_ms();
+    let every = ttl / 3;
+    loop {
+        let lease = match store.grant(ttl).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot reach the control plane to register; retrying");
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        };
+        let mut registered = false;
+        loop {
+            let s = status(&id, &devices, &peers, started).await;
+            let Ok(json) = serde_json::to_vec(&s) else {
+                break;
+            };
+            let json = Bytes::from(json);
+            if !registered {
+                if let Err(e) = store
+                    .put(
+                        format!("{NODES_PREFIX}{}", id.name).as_bytes(),
+                        json.clone(),
+                        None,
+                    )
+                    .await
+                {
+                    warn!(error = %e, "registering the node failed");
+                    break;
+                }
+                registered = true;
+                info!(node = %id.name, "registered with the control plane");
+            }
+            let alive = format!("{ALIVE_PREFIX}{}", id.name);
+            let beat = async {
+                store.put(alive.as_bytes(), json, Some(lease)).await?;
+                store.keep_alive(lease).await
+            };
+            if let Err(e) = beat.await {
+                warn!(error = %e, "heartbeat failed; registering again");
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        let _ = store.revoke(lease).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The rings a published kind replaces, and its name for metrics.
+fn kinds_for(published: &str) -> Option<(&'static str, &'static [RingKind])> {
+    match published {
+        "object" => Some(("object", &[RingKind::Object])),
+        // Account listings share the container ring (config validation enforces it).
+        "container" => Some(("container", &[RingKind::Container, RingKind::Account])),
+        _ => None,
+    }
+}
+
+async fn take_ring<S: MetaStore>(store: &S, peers: &Peers, metrics: &NodeMetrics, kind: &str) {
+    let Some((kind, replaces)) = kinds_for(kind) else {
+        debug!(kind, "published ring of a kind this node does not use");
+        return;
+    };
+    match fetch_ring(store, kind).await {
+        Ok(Some((record, bytes))) => {
+            for &k in replaces {
+                match peers.swap_ring(k, &bytes) {
+                    Ok(v) => {
+                        info!(kind, version = v, "new ring in force");
+                        metrics.ring_version(kind, v);
+                    }
+                    Err(RingRejected::NotNewer { .. }) => {
+                        debug!(kind, version = record.version, "ring already in force")
+                    }
+                    Err(e) => {
+                        warn!(kind, version = record.version, error = %e, "published ring refused")
+                    }
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!(kind, error = %e, "fetching a published ring failed"),
+    }
+}
+
+/// Takes every published ring newer than the one in force, now and whenever a new one is
+/// published, until the task is dropped.
+pub async fn run_ring_watch<S: MetaStore>(
+    store: Arc<S>,
+    peers: Arc<Peers>,
+    metrics: Arc<NodeMetrics>,
+) {
+    loop {
+        // Read then watch from the revision read, so no publication in between is missed.
+        let rev = match store.revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot reach the control plane for rings; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        for kind in ["object", "container"] {
+            take_ring(&*store, &peers, &metrics, kind).await;
+        }
+        let mut watch = match store.watch(RING_PREFIX.as_bytes(), Some(rev + 1)).await {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "watching rings failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        while let Some(event) = watch.next_event().await {
+            match event {
+                Ok(ev) if ev.kind == EventKind::Put => {
+                    if let Some(kind) = ring_kind_of(&ev.kv.key) {
+                        take_ring(&*store, &peers, &metrics, kind).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "ring watch ended; reading again");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
