@@ -104,6 +104,19 @@ pub enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
+    /// Publish the ring (a ring file, or the builder's compiled ring) to the control-plane
+    /// store; nodes watching it take it without a restart. Versions only grow.
+    Publish {
+        /// etcd client URLs, comma-separated.
+        #[arg(long, value_delimiter = ',', required_unless_present = "meta_dir")]
+        etcd: Vec<String>,
+        /// The embedded store's directory (only while no other process has it open).
+        #[arg(long)]
+        meta_dir: Option<PathBuf>,
+        /// `object` or `container`.
+        #[arg(long, default_value = "object")]
+        kind: String,
+    },
     /// Where a name lives: lookup /account[/container[/object]] or lookup <account> [<container> [<object>]].
     Lookup(LookupArgs),
     /// Build a synthetic topology and rebalance it, to see behaviour and speed at scale.

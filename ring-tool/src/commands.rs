@@ -193,6 +193,11 @@ pub fn run(path: &Path, command: Command, json: bool) -> Result<u8> {
             Ok(0)
         }
         Command::Lookup(args) => lookup(path, &args, json),
+        Command::Publish {
+            etcd,
+            meta_dir,
+            kind,
+        } => publish(path, etcd, meta_dir, &kind, json),
         Command::Simulate(_) => {
             bail!("simulate takes no builder file: ring-tool simulate [OPTIONS]")
         }
@@ -542,6 +547,50 @@ fn lookup(path: &Path, args: &LookupArgs, json: bool) -> Result<u8> {
                 s.push_str(&format!("Handoff {i}  d{:<5} {}\n", d.id, d.address()));
             }
             s.trim_end().to_string()
+        },
+    );
+    Ok(0)
+}
+
+/// Publishes a ring to the control-plane store (`cairn_meta::rings`), from a ring file or a
+/// builder compiled on the spot.
+fn publish(
+    path: &Path,
+    etcd: Vec<String>,
+    meta_dir: Option<std::path::PathBuf>,
+    kind: &str,
+    json: bool,
+) -> Result<u8> {
+    let ring = match files::load_any(path)? {
+        RingFile::Ring(r) => r,
+        RingFile::Builder(b) => PartitionRing::compile(&b)?,
+    };
+    let bytes = ring.to_bytes()?;
+    let config = match meta_dir {
+        Some(dir) => cairn_meta::MetaConfig::Embedded { dir },
+        None => cairn_meta::MetaConfig::Etcd(cairn_meta::EtcdConfig {
+            endpoints: etcd,
+            op_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+        }),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = cairn_meta::AnyMetaStore::open(&config).await?;
+        cairn_meta::rings::publish_ring(&store, kind, ring.version(), &bytes).await?;
+        anyhow::Ok(())
+    })?;
+    emit(
+        json,
+        &json!({"published": kind, "version": ring.version(), "bytes": bytes.len()}),
+        || {
+            format!(
+                "Published {kind} ring version {} ({} bytes).",
+                ring.version(),
+                bytes.len()
+            )
         },
     );
     Ok(0)

@@ -24,9 +24,14 @@ pub const HASH_SUFFIX: &str = "test-suffix";
 
 /// The `cairn` binary built alongside the tests (target/<profile>/cairn).
 pub fn cairn_bin() -> PathBuf {
+    workspace_bin("cairn")
+}
+
+/// A binary of the workspace built alongside the tests (target/<profile>/<name>).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("cairn");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} not built: run through `cargo nextest run --workspace` (or `cargo build -p cairn-gateway`)",
