@@ -184,7 +184,8 @@ macro_rules! all_cases {
         identity_tests!($factory; crud_and_paging, concurrent_creation_has_one_winner,
             password_authentication, nothing_secret_at_rest, s3_keys_round_trip,
             swift_tokens_validate_expire_revoke, role_assignments, cascading_deletes,
-            interrupted_delete_is_finished_by_deleting_again);
+            interrupted_delete_is_finished_by_deleting_again,
+            delete_racing_writers_leaves_nothing_behind);
     };
 }
 
@@ -771,6 +772,53 @@ async fn interrupted_delete_is_finished_by_deleting_again<S: MetaStore + Clone>(
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     id.create_project("proj", "").await.unwrap();
+}
+
+async fn delete_racing_writers_leaves_nothing_behind<S: MetaStore + Clone>(
+    store: S,
+    clock: Arc<dyn Clock>,
+    _env: Env,
+) {
+    let id = identity(store.clone(), clock, KEY);
+    let p = id.create_project("proj", "").await.unwrap();
+    let mut users = Vec::new();
+    for i in 0..4 {
+        let u = id
+            .create_user(&format!("u{i}"), "password-1", None)
+            .await
+            .unwrap();
+        id.grant_role(&u.id, &p.id, Role::Member).await.unwrap();
+        users.push(u);
+    }
+    // Writers keep adding roles, keys and tokens while the project is deleted.
+    let mut writers = Vec::new();
+    for u in users.clone() {
+        let (id, pid) = (id.clone(), p.id.clone());
+        writers.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let _ = id.grant_role(&u.id, &pid, Role::Reader).await;
+                let _ = id.create_s3_key(&u.id, &pid).await;
+                let _ = id
+                    .issue_swift_token(&u.id, &pid, Duration::from_secs(600))
+                    .await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(id.delete_project(&p.id).await.unwrap());
+    for w in writers {
+        w.await.unwrap();
+    }
+    let leftovers: Vec<_> = raw_identity(&store)
+        .await
+        .into_iter()
+        .filter(|(k, v)| k.contains(&p.id) || v.contains(&p.id))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for u in &users {
+        assert!(id.list_s3_keys(&u.id).await.unwrap().is_empty());
+        assert!(id.assignments_of_user(&u.id).await.unwrap().is_empty());
+    }
 }
 
 #[test]

@@ -316,6 +316,17 @@ mod tests {
     }
 
     #[test]
+    fn production_params_are_owasps() {
+        let p = PasswordParams::default();
+        assert_eq!(
+            (p.memory_kib, p.iterations, p.parallelism),
+            (19 * 1024, 2, 1)
+        );
+        assert!(p.argon2().is_ok());
+        assert_eq!(format!("{p:?}"), "argon2id(m=19456 KiB, t=2, p=1)");
+    }
+
+    #[test]
     fn password_hash_verifies_and_records_params() {
         let p = PasswordParams::insecure_fast_for_tests();
         let h = hash_password(p, b"correct horse").unwrap();
