@@ -169,6 +169,25 @@ async fn run_init(meta: MetaArgs, cluster: String, out: PathBuf) -> anyhow::Resu
     std::fs::write(out.join("ca.pem"), &ca.cert_pem)?;
     let mut stdout = std::io::stdout().lock();
     use std::io::Write;
+    // The admin project and user, with S3 keys. The identity master key (which encrypts S3
+    // secrets at rest) stays out of the store: it is written next to the CA certificate,
+    // readable by its owner only, for the gateway to load.
+    let mut master = [0u8; 32];
+    getrandom::fill(&mut master).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let hex: String = master.iter().map(|b| format!("{b:02x}")).collect();
+    write_secret(&out.join("identity.key"), &hex)?;
+    let identity = cairn_meta::IdentityStore::new(store.clone(), master);
+    let project = identity
+        .create_project("admin", "cluster administrators")
+        .await?;
+    let password = random_hex(16)?;
+    let user = identity
+        .create_user("admin", &password, Some(&project.id))
+        .await?;
+    identity
+        .grant_role(&user.id, &project.id, cairn_meta::identity::Role::Admin)
+        .await?;
+    let s3 = identity.create_s3_key(&user.id, &project.id).await?;
     writeln!(
         stdout,
         "cluster {} created (id {}); CA certificate in {}",
@@ -180,6 +199,22 @@ async fn run_init(meta: MetaArgs, cluster: String, out: PathBuf) -> anyhow::Resu
         stdout,
         "node.toml [cluster] hash_prefix = {} hash_suffix = {}",
         record["hash_prefix"], record["hash_suffix"]
+    )?;
+    // Shown once; only a hash (password) and ciphertext (S3 secret) are kept.
+    writeln!(
+        stdout,
+        "admin user: admin  password: {password}  project: admin ({})",
+        project.id
+    )?;
+    writeln!(
+        stdout,
+        "admin S3 key: access_key {}  secret_key {}",
+        s3.access_key, s3.secret_key
+    )?;
+    writeln!(
+        stdout,
+        "identity master key: {} (keep it with the gateway's config)",
+        out.join("identity.key").display()
     )?;
     Ok(())
 }

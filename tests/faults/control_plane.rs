@@ -285,4 +285,68 @@ fn init_creates_a_cluster_once_and_join_issues_certificates_from_its_ca() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the node key is private");
     assert!(String::from_utf8_lossy(&join.stdout).contains("hash_prefix"));
+
+    // The admin credentials init printed work against the identity store it filled, with the
+    // master key it wrote; the store itself holds neither the password nor the S3 secret.
+    let printed = String::from_utf8_lossy(&init.stdout).to_string();
+    let word_after = |label: &str| {
+        let rest = &printed[printed.find(label).unwrap() + label.len()..];
+        rest.split_whitespace().next().unwrap().to_string()
+    };
+    let password = word_after("password:");
+    let access_key = word_after("access_key");
+    let secret_key = word_after("secret_key");
+    let key_hex = std::fs::read_to_string(out_dir.join("identity.key")).unwrap();
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use cairn_meta::MetaStore;
+        let config = cairn_meta::EtcdConfig {
+            endpoints: vec![etcd.url.clone()],
+            op_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+        };
+        let store = cairn_meta::EtcdStore::connect(&config).await.unwrap();
+        let identity = cairn_meta::IdentityStore::new(store.clone(), key);
+        let who = identity
+            .authenticate_password("admin", &password)
+            .await
+            .unwrap();
+        assert!(
+            who.roles.contains(&cairn_meta::identity::Role::Admin),
+            "{who:?}"
+        );
+        assert!(
+            identity
+                .authenticate_password("admin", "wrong")
+                .await
+                .is_err()
+        );
+        let (owner, secret) = identity.s3_secret(&access_key).await.unwrap().unwrap();
+        assert_eq!(
+            (secret.expose(), owner.user_name.as_str()),
+            (secret_key.as_str(), "admin")
+        );
+        let all = store
+            .range(
+                &cairn_meta::KeyRange::Prefix(bytes::Bytes::from_static(b"/cairn/")),
+                10_000,
+            )
+            .await
+            .unwrap();
+        for kv in all {
+            let v = String::from_utf8_lossy(&kv.value);
+            assert!(
+                !v.contains(&password) && !v.contains(&secret_key),
+                "a secret stored in clear at {:?}",
+                kv.key
+            );
+        }
+    });
 }
