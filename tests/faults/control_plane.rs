@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cairn_ring::{RebalanceOptions, RingBuilder};
-use cairn_tests::{ClusterOptions, EtcdProc, TestCluster, cairn_bin};
+use cairn_tests::{ClusterOptions, EtcdProcess, TestCluster, cairn_bin, etcd_node_config};
 
 /// `cairn lease-hold` processes; each reports "held <name> epoch <n> by <holder>" on stdout.
 struct Holders {
@@ -18,7 +18,7 @@ struct Holders {
 }
 
 impl Holders {
-    fn start(etcd: &EtcdProc, name: &str, count: usize) -> Holders {
+    fn start(etcd: &EtcdProcess, name: &str, count: usize) -> Holders {
         let (tx, lines) = mpsc::channel();
         let mut children = Vec::new();
         for i in 0..count {
@@ -78,7 +78,7 @@ impl Drop for Holders {
 
 #[test]
 fn killing_the_lease_holder_hands_the_lease_on_with_a_higher_epoch() {
-    let etcd = EtcdProc::start();
+    let etcd = EtcdProcess::spawn();
     let mut holders = Holders::start(&etcd, "rbd/image-1", 3);
     let (first, epoch1) = holders.next_holder(Duration::from_secs(20));
     // The others are refused while it renews.
@@ -103,7 +103,7 @@ fn killing_the_lease_holder_hands_the_lease_on_with_a_higher_epoch() {
     );
 }
 
-fn status(etcd: &EtcdProc) -> serde_json::Value {
+fn status(etcd: &EtcdProcess) -> serde_json::Value {
     let out = Command::new(cairn_bin())
         .args(["status", "--json", "--etcd", &etcd.url])
         .output()
@@ -126,9 +126,9 @@ fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn nodes_register_and_take_a_published_ring_without_restarting() {
-    let etcd = EtcdProc::start();
+    let etcd = EtcdProcess::spawn();
     let opts = ClusterOptions {
-        extra_config: etcd.node_config(),
+        extra_config: etcd_node_config(&etcd),
         ..ClusterOptions::default()
     };
     let mut cluster = TestCluster::start(opts);
@@ -229,7 +229,7 @@ fn nodes_register_and_take_a_published_ring_without_restarting() {
 
 #[test]
 fn init_creates_a_cluster_once_and_join_issues_certificates_from_its_ca() {
-    let etcd = EtcdProc::start();
+    let etcd = EtcdProcess::spawn();
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(cairn_bin())

@@ -389,73 +389,13 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
     }
 }
 
-/// A real single-member etcd (Debian's `etcd-server`) on free loopback ports with its own data
-/// directory; killed when dropped.
-#[derive(Debug)]
-pub struct EtcdProc {
-    child: Child,
-    pub url: String,
-    pub dir: tempfile::TempDir,
-}
+/// A real single-member etcd for a test (see `cairn_meta::testing`), killed when dropped.
+pub use cairn_meta::testing::EtcdProcess;
 
-impl EtcdProc {
-    pub fn start() -> EtcdProc {
-        const BIN: &str = "/usr/bin/etcd";
-        assert!(
-            Path::new(BIN).exists(),
-            "{BIN} is missing: install Debian's etcd-server (scripts/test.sh does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let (client, peer) = (free_port(ip), free_port(ip));
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("--name=default")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            // A one-member cluster elects itself at once and allows 1 s lease TTLs.
-            .arg("--heartbeat-interval=50")
-            .arg("--election-timeout=250")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let etcd = EtcdProc { child, url, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "etcd not listening within 20 s: {}",
-                etcd.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        etcd
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-
-    /// The TOML a node config needs to use this etcd.
-    pub fn node_config(&self) -> String {
-        format!(
-            "heartbeat_ttl_s = 3\n[meta]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\n",
-            self.url
-        )
-    }
-}
-
-impl Drop for EtcdProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The TOML a node config needs to use `etcd` (heartbeat TTL short, for tests).
+pub fn etcd_node_config(etcd: &EtcdProcess) -> String {
+    format!(
+        "heartbeat_ttl_s = 3\n[meta]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\n",
+        etcd.url
+    )
 }

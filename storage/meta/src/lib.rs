@@ -26,6 +26,8 @@ mod writer_lease;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(all(feature = "conformance", feature = "etcd"))]
+pub mod testing;
 
 pub use any::{AnyMetaStore, MetaConfig};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};

@@ -51,118 +51,20 @@ async fn embedded() -> (EmbeddedStore, Arc<dyn Clock>, Env) {
 
 #[cfg(feature = "etcd")]
 mod etcd_backend {
-    //! A real etcd per test; the same helper as `tests/etcd_conformance.rs` (test targets
-    //! cannot share modules without a common file, and that one is not ours to change).
-
-    use std::net::TcpListener;
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use cairn_meta::{Clock, EtcdConfig, EtcdStore, MetaStore, SystemClock};
+    use cairn_meta::testing::EtcdProcess;
+    use cairn_meta::{Clock, EtcdStore, SystemClock};
 
     use super::Env;
 
-    const ETCD_BIN: &str = "/usr/bin/etcd";
-    const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(15);
-    const ETCD_START_ATTEMPTS: usize = 3;
-
-    /// A running etcd; killed (by its PID) and reaped on drop.
-    struct EtcdProcess {
-        child: Child,
-        dir: tempfile::TempDir,
-    }
-
-    impl Drop for EtcdProcess {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl EtcdProcess {
-        fn log_tail(&self) -> String {
-            let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
-            let start = log.len().saturating_sub(2000);
-            log.get(start..).unwrap_or_default().to_string()
-        }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn spawn_etcd() -> (EtcdProcess, String) {
-        assert!(
-            Path::new(ETCD_BIN).exists(),
-            "{ETCD_BIN} is missing: the etcd tests need Debian's etcd-server \
-             (apt-get install -y etcd-server)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let (client_port, peer_port) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(ETCD_BIN)
-            .arg("--name=default")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            // Short election timing: the minimum lease TTL becomes 1 s.
-            .arg("--heartbeat-interval=50")
-            .arg("--election-timeout=250")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {ETCD_BIN}: {e}"));
-        (EtcdProcess { child, dir }, client_url)
-    }
-
     pub(super) async fn etcd() -> (EtcdStore, Arc<dyn Clock>, Env) {
-        for attempt in 1..=ETCD_START_ATTEMPTS {
-            let (mut process, url) = spawn_etcd();
-            let config = EtcdConfig {
-                endpoints: vec![url],
-                op_timeout_ms: 2_000,
-                connect_timeout_ms: 1_000,
-            };
-            let deadline = tokio::time::Instant::now() + ETCD_READY_TIMEOUT;
-            loop {
-                if let Some(status) = process.child.try_wait().unwrap() {
-                    assert!(
-                        attempt < ETCD_START_ATTEMPTS,
-                        "etcd exited with {status}:\n{}",
-                        process.log_tail()
-                    );
-                    break;
-                }
-                if let Ok(store) = EtcdStore::connect(&config).await
-                    && store.revision().await.is_ok()
-                {
-                    let env = Env {
-                        manual: None,
-                        _guard: Box::new(process),
-                    };
-                    return (store, Arc::new(SystemClock), env);
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "etcd not ready within {ETCD_READY_TIMEOUT:?}:\n{}",
-                    process.log_tail()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        unreachable!("the last attempt panics")
+        let (process, store) = EtcdProcess::start().await;
+        let env = Env {
+            manual: None,
+            _guard: Box::new(process),
+        };
+        (store, Arc::new(SystemClock), env)
     }
 }
 
