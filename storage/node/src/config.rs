@@ -232,6 +232,9 @@ impl NodeConfig {
         for d in &mut self.devices {
             fix(&mut d.path);
         }
+        if let Some(cairn_meta::MetaConfig::Embedded { dir }) = self.meta.as_mut() {
+            fix(dir);
+        }
     }
 
     /// Checks what types alone cannot.
@@ -349,6 +352,25 @@ path = "d1"
         let err = NodeConfig::parse(&GOOD.replace("path = \"d1\"", "path = \"d1\"\nsize = 3"))
             .unwrap_err();
         assert!(err.contains("size"), "{err}");
+    }
+
+    #[test]
+    fn meta_section_parses_for_both_backends_and_rejects_unknown_keys() {
+        let etcd = format!(
+            "{GOOD}\n[meta]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n"
+        );
+        assert!(NodeConfig::parse(&etcd).unwrap().meta.is_some());
+        let embedded = format!("{GOOD}\n[meta]\nbackend = \"embedded\"\ndir = \"meta\"\n");
+        let mut c = NodeConfig::parse(&embedded).unwrap();
+        c.resolve_paths(std::path::Path::new("/etc/cairn"));
+        assert_eq!(
+            c.meta,
+            Some(cairn_meta::MetaConfig::Embedded {
+                dir: "/etc/cairn/meta".into()
+            })
+        );
+        let bad = format!("{GOOD}\n[meta]\nbackend = \"etcd\"\nendpoint = \"x\"\n");
+        assert!(NodeConfig::parse(&bad).is_err());
     }
 
     #[test]
