@@ -301,7 +301,7 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
                 "name": name,
                 "up": live.is_some(),
                 "rpc": last.rpc.to_string(),
-                "last_heartbeat_unix_ms": live.map(|l| l.heartbeat_unix_ms),
+                "last_heartbeat_unix_ms": last.heartbeat_unix_ms,
                 "rings": last.rings,
                 "devices": last.devices,
             })
@@ -328,12 +328,11 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let total: u64 = last.devices.iter().map(|d| d.total_bytes).sum();
         let free: u64 = last.devices.iter().map(|d| d.free_bytes).sum();
-        let seen = live.map_or("down".to_string(), |l| {
-            format!(
-                "{:.1} s ago",
-                now.saturating_sub(l.heartbeat_unix_ms) as f64 / 1000.0
-            )
-        });
+        // A down node's registration keeps its last heartbeat time.
+        let seen = format!(
+            "{:.1} s ago",
+            now.saturating_sub(last.heartbeat_unix_ms) as f64 / 1000.0
+        );
         let versions: Vec<String> = last.rings.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let state = if live.is_some() { "up" } else { "down" };
         writeln!(

@@ -129,18 +129,14 @@ pub async fn run_membership<S: MetaStore, E: StorageEngine>(
                 break;
             };
             let json = Bytes::from(json);
+            // The registration (no lease) is refreshed with every beat too, so a node that died
+            // still shows when it was last seen and what it last reported.
+            let registration = format!("{NODES_PREFIX}{}", id.name);
+            if let Err(e) = store.put(registration.as_bytes(), json.clone(), None).await {
+                warn!(error = %e, "updating the node's registration failed");
+                break;
+            }
             if !registered {
-                if let Err(e) = store
-                    .put(
-                        format!("{NODES_PREFIX}{}", id.name).as_bytes(),
-                        json.clone(),
-                        None,
-                    )
-                    .await
-                {
-                    warn!(error = %e, "registering the node failed");
-                    break;
-                }
                 registered = true;
                 info!(node = %id.name, "registered with the control plane");
             }
