@@ -527,7 +527,11 @@ pub(crate) async fn listing_digest(inner: &Arc<Inner>, partition: u32) -> Result
         .run(move || {
             let mut d = PartitionDigest::empty();
             scan_listing_entries(&i, partition, |path, e| {
-                d.fold(&format!("{path}\0{}", e.name), e.timestamp, e.deleted);
+                d.fold(
+                    &cairn_engine::digest::listing_item_name(path, &e.name),
+                    e.timestamp,
+                    e.deleted,
+                );
                 Ok(true)
             })?;
             Ok(d)
@@ -547,7 +551,9 @@ pub(crate) async fn listing_records(
         .run(move || {
             let mut out = Vec::new();
             scan_listing_entries(&i, partition, |path, e| {
-                if buckets.contains(&bucket_of(&format!("{path}\0{}", e.name))) {
+                if buckets.contains(&bucket_of(&cairn_engine::digest::listing_item_name(
+                    path, &e.name,
+                ))) {
                     out.push(ListingRecord {
                         path: path.to_string(),
                         entry: e,

@@ -36,6 +36,13 @@ impl PartitionDigest {
     }
 }
 
+/// The name a listing entry has in a partition's listing digest: its listing's path and its
+/// own name, NUL-separated (NUL never occurs in either). Engines fold it into the digest and
+/// bucket it; the replicator compares entries by it, so both must spell it this one way.
+pub fn listing_item_name(path: &str, entry_name: &str) -> String {
+    format!("{path}\0{entry_name}")
+}
+
 /// Which bucket a name falls in.
 pub fn bucket_of(name: &str) -> u16 {
     let hash = blake3::hash(name.as_bytes());

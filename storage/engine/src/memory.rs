@@ -341,7 +341,11 @@ impl StorageEngine for MemoryEngine {
         let mut d = PartitionDigest::empty();
         for (k, l) in s.listings.iter().filter(|(k, _)| k.partition == partition) {
             for e in l.entries.values() {
-                d.fold(&format!("{}\0{}", k.path, e.name), e.timestamp, e.deleted);
+                d.fold(
+                    &crate::digest::listing_item_name(&k.path, &e.name),
+                    e.timestamp,
+                    e.deleted,
+                );
             }
         }
         Ok(d)
@@ -353,7 +357,9 @@ impl StorageEngine for MemoryEngine {
         for (k, l) in s.listings.iter().filter(|(k, _)| k.partition == partition) {
             for e in l.entries.values() {
                 if out.len() < REPLICATION_ENTRIES_MAX
-                    && buckets.contains(&bucket_of(&format!("{}\0{}", k.path, e.name)))
+                    && buckets.contains(&bucket_of(&crate::digest::listing_item_name(
+                        &k.path, &e.name,
+                    )))
                 {
                     out.push(ListingRecord {
                         path: k.path.clone(),

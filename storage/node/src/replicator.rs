@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_engine::digest::bucket_of;
+use cairn_engine::digest::{bucket_of, listing_item_name};
 use cairn_engine::{BlobKey, BlobReader, ListingEntry, ListingKey, StorageEngine};
 use cairn_net::Body;
 use cairn_ring::{DeviceId, PartitionRing};
@@ -88,10 +88,6 @@ fn entry_version(
             },
         },
     )
-}
-
-fn listing_item(path: &str, entry: &ListingEntry) -> String {
-    format!("{path}\0{}", entry.name)
 }
 
 impl<E: StorageEngine> Replicator<E> {
@@ -236,7 +232,7 @@ impl<E: StorageEngine> Replicator<E> {
                                 self.engine.listing_records(part, &buckets).await.map(|rs| {
                                     rs.into_iter()
                                         .map(|r| {
-                                            let item = listing_item(&r.path, &r.entry);
+                                            let item = listing_item_name(&r.path, &r.entry.name);
                                             let v = entry_version(
                                                 item.clone(),
                                                 r.entry.timestamp,
@@ -375,7 +371,11 @@ impl<E: StorageEngine> Replicator<E> {
                         entries: rs
                             .into_iter()
                             .map(|(path, e)| {
-                                entry_version(listing_item(&path, &e), e.timestamp, e.deleted)
+                                entry_version(
+                                    listing_item_name(&path, &e.name),
+                                    e.timestamp,
+                                    e.deleted,
+                                )
                             })
                             .collect(),
                     },
