@@ -80,3 +80,16 @@ impl Drop for ServerHandle {
 pub(crate) fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
+
+/// Runs one call under its timeout, naming the peer in whatever error comes out; both socket
+/// transports' `Transport::call` are this around their own `call_inner`.
+pub(crate) async fn timed_call(
+    peer: SocketAddr,
+    timeout_ms: u64,
+    call: impl std::future::Future<Output = Result<crate::Response, crate::NetError>>,
+) -> Result<crate::Response, crate::NetError> {
+    match tokio::time::timeout(ms(timeout_ms), call).await {
+        Ok(r) => r.map_err(|e| e.at_peer(peer)),
+        Err(_) => Err(crate::NetError::Timeout { peer, timeout_ms }),
+    }
+}

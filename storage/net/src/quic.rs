@@ -263,13 +263,12 @@ impl QuicTransport {
 
 impl Transport for QuicTransport {
     fn call(&self, peer: SocketAddr, req: Request) -> BoxFuture<'_, Result<Response, NetError>> {
-        Box::pin(async move {
-            let timeout_ms = req.timeout_ms();
-            match tokio::time::timeout(ms(timeout_ms), self.call_inner(peer, req)).await {
-                Ok(r) => r.map_err(|e| e.at_peer(peer)),
-                Err(_) => Err(NetError::Timeout { peer, timeout_ms }),
-            }
-        })
+        let timeout_ms = req.timeout_ms();
+        Box::pin(crate::options::timed_call(
+            peer,
+            timeout_ms,
+            self.call_inner(peer, req),
+        ))
     }
 }
 

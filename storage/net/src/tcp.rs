@@ -190,13 +190,12 @@ fn looks_alive(c: &mut PooledConn) -> bool {
 
 impl Transport for TcpTransport {
     fn call(&self, peer: SocketAddr, req: Request) -> BoxFuture<'_, Result<Response, NetError>> {
-        Box::pin(async move {
-            let timeout_ms = req.timeout_ms();
-            match tokio::time::timeout(ms(timeout_ms), self.call_inner(peer, req)).await {
-                Ok(r) => r.map_err(|e| e.at_peer(peer)),
-                Err(_) => Err(NetError::Timeout { peer, timeout_ms }),
-            }
-        })
+        let timeout_ms = req.timeout_ms();
+        Box::pin(crate::options::timed_call(
+            peer,
+            timeout_ms,
+            self.call_inner(peer, req),
+        ))
     }
 }
 
