@@ -268,24 +268,28 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
     use cairn_node::control::{ALIVE_PREFIX, NODES_PREFIX, NodeStatus};
     use std::io::Write;
     let store = meta.open().await?;
-    let read = |prefix: &'static str| {
-        let store = &store;
-        async move {
-            let kvs = store
-                .range(&KeyRange::Prefix(prefix.as_bytes().to_vec().into()), 10_000)
-                .await?;
-            let mut out = std::collections::BTreeMap::new();
-            for kv in kvs {
-                let name = String::from_utf8_lossy(&kv.key[prefix.len()..]).to_string();
-                if let Ok(s) = serde_json::from_slice::<NodeStatus>(&kv.value) {
-                    out.insert(name, s);
-                }
-            }
-            anyhow::Ok(out)
-        }
-    };
-    let registered = read(NODES_PREFIX).await?;
-    let alive = read(ALIVE_PREFIX).await?;
+    // Registrations carry what a node last reported; presence keys (on its lease) say it lives.
+    let registered: std::collections::BTreeMap<String, NodeStatus> = store
+        .range(
+            &KeyRange::Prefix(NODES_PREFIX.as_bytes().to_vec().into()),
+            10_000,
+        )
+        .await?
+        .into_iter()
+        .filter_map(|kv| {
+            let name = String::from_utf8_lossy(&kv.key[NODES_PREFIX.len()..]).to_string();
+            Some((name, serde_json::from_slice(&kv.value).ok()?))
+        })
+        .collect();
+    let alive: std::collections::BTreeSet<String> = store
+        .range(
+            &KeyRange::Prefix(ALIVE_PREFIX.as_bytes().to_vec().into()),
+            10_000,
+        )
+        .await?
+        .into_iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key[ALIVE_PREFIX.len()..]).to_string())
+        .collect();
     let mut rings = serde_json::Map::new();
     for kind in ["object", "container"] {
         if let Some((r, _)) = cairn_meta::rings::ring_record(&store, kind).await? {
@@ -295,11 +299,11 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
     let nodes: Vec<serde_json::Value> = registered
         .iter()
         .map(|(name, reg)| {
-            let live = alive.get(name);
-            let last = live.unwrap_or(reg);
+            let up = alive.contains(name);
+            let last = reg;
             serde_json::json!({
                 "name": name,
-                "up": live.is_some(),
+                "up": up,
                 "rpc": last.rpc.to_string(),
                 "last_heartbeat_unix_ms": last.heartbeat_unix_ms,
                 "rings": last.rings,
@@ -323,8 +327,8 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
     )?;
     let now = unix_ms()?;
     for (name, reg) in &registered {
-        let live = alive.get(name);
-        let last = live.unwrap_or(reg);
+        let up = alive.contains(name);
+        let last = reg;
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let total: u64 = last.devices.iter().map(|d| d.total_bytes).sum();
         let free: u64 = last.devices.iter().map(|d| d.free_bytes).sum();
@@ -334,7 +338,7 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
             now.saturating_sub(last.heartbeat_unix_ms) as f64 / 1000.0
         );
         let versions: Vec<String> = last.rings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let state = if live.is_some() { "up" } else { "down" };
+        let state = if up { "up" } else { "down" };
         writeln!(
             out,
             "{name:<16} {state:<5} {:<22} {:>10.1} {:>10.1} {seen:<24} {}",

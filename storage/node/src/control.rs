@@ -20,7 +20,8 @@ use crate::service::DeviceSet;
 
 /// A node's registration (no lease: what the operator sees even while it is down).
 pub const NODES_PREFIX: &str = "/cairn/nodes/";
-/// A node's presence, on its lease: gone within the TTL of the node dying.
+/// A node's presence, on its lease (value: its last heartbeat time): gone within the TTL of
+/// the node dying.
 pub const ALIVE_PREFIX: &str = "/cairn/alive/";
 
 /// One device as a node reports it.
@@ -132,7 +133,7 @@ pub async fn run_membership<S: MetaStore, E: StorageEngine>(
             // The registration (no lease) is refreshed with every beat too, so a node that died
             // still shows when it was last seen and what it last reported.
             let registration = format!("{NODES_PREFIX}{}", id.name);
-            if let Err(e) = store.put(registration.as_bytes(), json.clone(), None).await {
+            if let Err(e) = store.put(registration.as_bytes(), json, None).await {
                 warn!(error = %e, "updating the node's registration failed");
                 break;
             }
@@ -142,7 +143,14 @@ pub async fn run_membership<S: MetaStore, E: StorageEngine>(
             }
             let alive = format!("{ALIVE_PREFIX}{}", id.name);
             let beat = async {
-                store.put(alive.as_bytes(), json, Some(lease)).await?;
+                // Presence only: the registration above carries the report.
+                store
+                    .put(
+                        alive.as_bytes(),
+                        Bytes::from(s.heartbeat_unix_ms.to_string()),
+                        Some(lease),
+                    )
+                    .await?;
                 store.keep_alive(lease).await
             };
             if let Err(e) = beat.await {
