@@ -318,24 +318,36 @@ impl ClusterClient {
             };
             Some((addr, req))
         };
+        let mut to_send: VecDeque<DeviceId> = send.into();
+        let mut asked: Vec<DeviceId> = Vec::new();
         let mut calls = FuturesUnordered::new();
-        for &device in &send {
-            match req_for(device) {
-                Some((addr, req)) => calls.push(self.call_owned(
-                    device,
-                    addr,
-                    req,
-                    Body::Empty,
-                    SMALL_CALL_TIMEOUT_MS,
-                    request_id,
-                )),
-                None => drop(quorum.on_failure(device)),
-            }
-        }
         let mut holders: BTreeMap<Timestamp, Vec<DeviceId>> = BTreeMap::new();
         let mut last_error = String::from("no replica answered");
         let mut outcome = None;
-        while outcome.is_none() {
+        loop {
+            while let Some(device) = to_send.pop_front() {
+                match req_for(device) {
+                    Some((addr, req)) => {
+                        asked.push(device);
+                        calls.push(self.call_owned(
+                            device,
+                            addr,
+                            req,
+                            Body::Empty,
+                            SMALL_CALL_TIMEOUT_MS,
+                            request_id,
+                        ));
+                    }
+                    None => {
+                        let (o, substitute) = quorum.on_failure(device);
+                        outcome = outcome.or(o);
+                        to_send.extend(substitute);
+                    }
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
             let Some((device, result)) = calls.next().await else {
                 break;
             };
@@ -357,40 +369,24 @@ impl ClusterClient {
                     last_error = describe(&other);
                     let (o, substitute) = quorum.on_failure(device);
                     outcome = o;
-                    if let Some(h) = substitute
-                        && let Some((addr, req)) = req_for(h)
-                    {
-                        calls.push(self.call_owned(
-                            h,
-                            addr,
-                            req,
-                            Body::Empty,
-                            SMALL_CALL_TIMEOUT_MS,
-                            request_id,
-                        ));
-                    }
+                    to_send.extend(substitute);
                 }
             }
-        }
-        // Late answers can still name more holders of the winning version for the GET fallback.
-        let late = tokio::time::timeout(Duration::from_millis(50), async {
-            let mut more = Vec::new();
-            while let Some((device, result)) = calls.next().await {
-                if let Ok((NodeResponse::Meta(Some(m)), _)) = result {
-                    more.push((m.timestamp, device));
-                }
-            }
-            more
-        })
-        .await
-        .unwrap_or_default();
-        for (ts, d) in late {
-            holders.entry(ts).or_default().push(d);
         }
         match outcome {
             Some(ReadOutcome::Answered { newest, .. }) => {
                 let found = newest.filter(|(_, v, _)| !v.tombstone).map(|(_, v, meta)| {
-                    let devices = holders.remove(&v.timestamp).unwrap_or_default();
+                    // Known holders first; then every other device asked, which may hold the
+                    // same version without having answered yet (the fetch checks the version,
+                    // so trying one that does not costs only a call).
+                    let mut devices = holders.remove(&v.timestamp).unwrap_or_default();
+                    devices.extend(
+                        asked
+                            .iter()
+                            .copied()
+                            .filter(|d| !devices.contains(d))
+                            .collect::<Vec<_>>(),
+                    );
                     (meta, devices)
                 });
                 Ok((partition, name, found))
