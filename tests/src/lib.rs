@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -252,29 +251,20 @@ impl TestCluster {
     fn wait_ready(&mut self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let node = &mut self.nodes[i];
-        let mut seen_lines = 0;
         loop {
-            let f = fs::File::open(&node.log).unwrap();
-            let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
-            if lines[seen_lines.min(lines.len())..]
-                .iter()
-                .any(|l| l.contains("cairn-node ready"))
-            {
+            // `restart` renames earlier starts' marker, so any marker here is this start's.
+            let log = fs::read_to_string(&node.log).unwrap_or_default();
+            if log.contains("cairn-node ready") {
                 return;
             }
-            seen_lines = seen_lines.max(lines.len().saturating_sub(1));
             if let Some(child) = node.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "node {i} exited with {status} before serving; log:\n{}",
-                    lines.join("\n")
-                );
+                panic!("node {i} exited with {status} before serving; log:\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
-                "node {i} not ready within 30 s; log:\n{}",
-                lines.join("\n")
+                "node {i} not ready within 30 s; log:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
