@@ -1,0 +1,1 @@
+//! Swift wire protocol (filled in by the swift-proto work).
