@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cairn_engine_rocksdb::{EngineOptions, IoChoice, RocksEngine};
-use cairn_node::config::{DeviceSection, EngineSection, IoChoiceConfig, NodeConfig};
+use cairn_node::config::NodeConfig;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
@@ -18,6 +17,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The all-in-one local cluster: three storage nodes, the control plane and the S3/Swift
+    /// gateway in one process. The first start creates it under --data-dir; later starts
+    /// reuse it. Prints the endpoints and credentials and writes <data-dir>/endpoints.json.
+    Up {
+        #[arg(long, default_value = "cairn-data")]
+        data_dir: PathBuf,
+        /// The gateway's (S3 and Swift) port on --host; 0 picks a free one.
+        #[arg(long, default_value_t = 8080)]
+        s3_port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
     /// Object operations straight through the cluster client (an operator's tool until the
     /// S3/Swift gateway exists), authenticated with a node's certificate from its config.
     Object {
@@ -127,89 +140,43 @@ impl MetaArgs {
     }
 }
 
-fn unix_ms() -> anyhow::Result<u64> {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    Ok(u64::try_from(ms)?)
-}
-
-const CLUSTER_KEY: &str = "/cairn/cluster";
-const CA_KEY: &str = "/cairn/ca";
 
 async fn run_init(meta: MetaArgs, cluster: String, out: PathBuf) -> anyhow::Result<()> {
-    use cairn_meta::{Compare, MetaStore, Txn, TxnOp};
-    let store = meta.open().await?;
-    let ca = cairn_net::ClusterCa::generate(&cluster)?;
-    let random_hex = |n: usize| -> anyhow::Result<String> {
-        let mut b = vec![0u8; n];
-        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-    };
-    let record = serde_json::json!({
-        "format": 1,
-        "name": cluster,
-        "id": random_hex(16)?,
-        "created_unix_ms": unix_ms()?,
-        "hash_prefix": random_hex(16)?,
-        "hash_suffix": random_hex(16)?,
-    });
-    let ca_record =
-        serde_json::json!({ "format": 1, "cert_pem": ca.cert_pem, "key_pem": ca.key_pem });
-    // Created once: a second `cairn init` must never replace a cluster's secrets.
-    let txn = Txn::new().when([Compare::absent(CLUSTER_KEY)]).and_then([
-        TxnOp::put(CLUSTER_KEY, serde_json::to_vec(&record)?),
-        TxnOp::put(CA_KEY, serde_json::to_vec(&ca_record)?),
-    ]);
-    anyhow::ensure!(
-        store.txn(txn).await?.succeeded,
-        "the store already holds a cluster; not touching it"
-    );
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("ca.pem"), &ca.cert_pem)?;
-    let mut stdout = std::io::stdout().lock();
     use std::io::Write;
-    // The admin project and user, with S3 keys. The identity master key (which encrypts S3
-    // secrets at rest) stays out of the store: it is written next to the CA certificate,
-    // readable by its owner only, for the gateway to load.
-    let mut master = [0u8; 32];
-    getrandom::fill(&mut master).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let hex: String = master.iter().map(|b| format!("{b:02x}")).collect();
-    write_secret(&out.join("identity.key"), &hex)?;
-    let identity = cairn_meta::IdentityStore::new(store.clone(), master);
-    let project = identity
-        .create_project("admin", "cluster administrators")
-        .await?;
-    let password = random_hex(16)?;
-    let user = identity
-        .create_user("admin", &password, Some(&project.id))
-        .await?;
-    identity
-        .grant_role(&user.id, &project.id, cairn_meta::identity::Role::Admin)
-        .await?;
-    let s3 = identity.create_s3_key(&user.id, &project.id).await?;
+    let store = meta.open().await?;
+    let new = cairn_gateway::cluster::create_cluster(&store, &cluster).await?;
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("ca.pem"), &new.ca.cert_pem)?;
+    // The identity master key (which encrypts S3 secrets at rest) stays out of the store: it
+    // is written next to the CA certificate, readable by its owner only, for the gateway.
+    write_secret(
+        &out.join("identity.key"),
+        &hex::encode(new.identity_master_key),
+    )?;
+    let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "cluster {} created (id {}); CA certificate in {}",
-        record["name"],
-        record["id"],
+        "cluster {:?} created (id {:?}); CA certificate in {}",
+        new.record.name,
+        new.record.id,
         out.join("ca.pem").display()
     )?;
     writeln!(
         stdout,
-        "node.toml [cluster] hash_prefix = {} hash_suffix = {}",
-        record["hash_prefix"], record["hash_suffix"]
+        "node.toml [cluster] hash_prefix = {:?} hash_suffix = {:?}",
+        new.record.hash_prefix, new.record.hash_suffix
     )?;
     // Shown once; only a hash (password) and ciphertext (S3 secret) are kept.
+    let a = &new.admin;
     writeln!(
         stdout,
-        "admin user: admin  password: {password}  project: admin ({})",
-        project.id
+        "admin user: {}  password: {}  project: {} ({})",
+        a.user_name, a.password, a.project_name, a.project_id
     )?;
     writeln!(
         stdout,
         "admin S3 key: access_key {}  secret_key {}",
-        s3.access_key, s3.secret_key
+        a.access_key, a.secret_key
     )?;
     writeln!(
         stdout,
@@ -225,29 +192,9 @@ async fn run_node_join(
     ips: Vec<std::net::IpAddr>,
     out: PathBuf,
 ) -> anyhow::Result<()> {
-    use cairn_meta::MetaStore;
     use std::io::Write;
     let store = meta.open().await?;
-    let cluster = store
-        .get(CLUSTER_KEY.as_bytes())
-        .await?
-        .context("no cluster in the store: run `cairn init` first")?;
-    let cluster: serde_json::Value = serde_json::from_slice(&cluster.value)?;
-    let ca = store
-        .get(CA_KEY.as_bytes())
-        .await?
-        .context("the cluster has no CA record")?;
-    let ca: serde_json::Value = serde_json::from_slice(&ca.value)?;
-    let field = |v: &serde_json::Value, k: &str| {
-        v[k].as_str()
-            .map(str::to_string)
-            .with_context(|| format!("record lacks {k}"))
-    };
-    let ca = cairn_net::ClusterCa::from_pem(
-        &field(&cluster, "name")?,
-        &field(&ca, "cert_pem")?,
-        &field(&ca, "key_pem")?,
-    )?;
+    let (cluster, ca) = cairn_gateway::cluster::load_cluster(&store).await?;
     let node = ca.issue_node(&name, &ips)?;
     std::fs::create_dir_all(&out)?;
     write_secret(&out.join(format!("{name}.key")), &node.key_pem)?;
@@ -257,8 +204,8 @@ async fn run_node_join(
     writeln!(stdout, "{name}: certificate in {}", out.display())?;
     writeln!(
         stdout,
-        "node.toml [cluster] hash_prefix = {} hash_suffix = {}",
-        cluster["hash_prefix"], cluster["hash_suffix"]
+        "node.toml [cluster] hash_prefix = {:?} hash_suffix = {:?}",
+        cluster.hash_prefix, cluster.hash_suffix
     )?;
     Ok(())
 }
@@ -325,7 +272,7 @@ async fn run_status(meta: MetaArgs, json: bool) -> anyhow::Result<()> {
         "{:<16} {:<5} {:<22} {:>10} {:>10} {:<24} rings",
         "node", "state", "rpc", "total GiB", "free GiB", "last seen"
     )?;
-    let now = unix_ms()?;
+    let now = cairn_gateway::cluster::unix_ms()?;
     for (name, reg) in &registered {
         let up = alive.contains(name);
         let last = reg;
@@ -601,25 +548,6 @@ fn run_ca(command: CaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_device(d: DeviceSection, e: EngineSection) -> Result<RocksEngine, String> {
-    let io = match e.io {
-        IoChoiceConfig::Auto => IoChoice::Auto,
-        IoChoiceConfig::Uring => IoChoice::Uring,
-        IoChoiceConfig::Plain => IoChoice::Plain,
-    };
-    tokio::fs::create_dir_all(&d.path)
-        .await
-        .map_err(|err| format!("creating {}: {err}", d.path.display()))?;
-    let engine = RocksEngine::open(EngineOptions {
-        dir: d.path.clone(),
-        io,
-    })
-    .await
-    .map_err(|err| err.to_string())?;
-    info!(device = %d.name, path = %d.path.display(), io_uring = engine.uses_io_uring(), "device open");
-    Ok(engine)
-}
-
 async fn run_node(config: PathBuf, check: bool) -> anyhow::Result<()> {
     let cfg = NodeConfig::load(&config)?;
     if check {
@@ -628,7 +556,7 @@ async fn run_node(config: PathBuf, check: bool) -> anyhow::Result<()> {
         info!(config = %config.display(), "config, rings and certificates are valid");
         return Ok(());
     }
-    let node = cairn_node::start_node(&cfg, open_device)
+    let node = cairn_node::start_node(&cfg, cairn_gateway::node_engine::open_device)
         .await
         .context("starting the node")?;
     // Scripts and tests read this line to learn the bound addresses.
@@ -640,6 +568,48 @@ async fn run_node(config: PathBuf, check: bool) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down");
     node.shutdown();
+    Ok(())
+}
+
+async fn run_up(
+    data_dir: PathBuf,
+    listen: std::net::SocketAddr,
+    region: String,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let up = cairn_gateway::up::start(cairn_gateway::up::UpOptions {
+        data_dir: data_dir.clone(),
+        listen,
+        region,
+    })
+    .await?;
+    let e = &up.endpoints;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "cairn up: 3 storage nodes and the gateway are serving")?;
+        writeln!(out, "  S3       endpoint   {}", e.s3.endpoint)?;
+        writeln!(out, "           region     {}", e.s3.region)?;
+        writeln!(out, "           access key {}", e.s3.access_key)?;
+        writeln!(out, "           secret key {}", e.s3.secret_key)?;
+        writeln!(out, "  Swift    auth url   {}", e.swift.auth_url)?;
+        writeln!(out, "           user       {}", e.swift.user)?;
+        writeln!(out, "           key        {}", e.swift.key)?;
+        writeln!(
+            out,
+            "  written to {}",
+            data_dir.join("endpoints.json").display()
+        )?;
+        writeln!(out, "  Ctrl-C stops the cluster; its data stays in {}", data_dir.display())?;
+        out.flush()?;
+    }
+    // Tests read this line from stderr.
+    eprintln!("cairn-up ready s3={}", e.s3.endpoint);
+    wait_for_signal().await?;
+    info!("shutting down");
+    up.gateway.shutdown().await;
+    for node in up.nodes {
+        node.shutdown();
+    }
     Ok(())
 }
 
@@ -669,6 +639,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Node { config, check } => run_node(config, check).await,
+            Command::Up {
+                data_dir,
+                s3_port,
+                host,
+                region,
+            } => run_up(data_dir, std::net::SocketAddr::new(host, s3_port), region).await,
             Command::Ca { command } => run_ca(command),
             Command::Init { meta, cluster, out } => run_init(meta, cluster, out).await,
             Command::Status { meta, json } => run_status(meta, json).await,

@@ -419,6 +419,21 @@ impl ClusterClient {
         object: &str,
         range: Option<(u64, u64)>,
     ) -> Result<Option<(BlobMeta, Body)>, ClientError> {
+        let Some(reader) = self.open_object(account, container, object).await? else {
+            return Ok(None);
+        };
+        let meta = reader.meta.clone();
+        Ok(Some((meta, reader.read(range).await?)))
+    }
+
+    /// Finds the newest version of an object (a read quorum of HEADs) without reading it yet,
+    /// so a caller can check conditions and resolve ranges against its size first.
+    pub async fn open_object(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Result<Option<ObjectReader>, ClientError> {
         let (partition, name, found) = self.head_quorum(account, container, object).await?;
         let Some((meta, holders)) = found else {
             return Ok(None);
@@ -428,46 +443,13 @@ impl ClusterClient {
             .into_iter()
             .filter_map(|d| self.peers.resolve(&rings, RingKind::Object, d))
             .collect();
-        let mut fetch = ReplicaFetch {
+        let fetch = ReplicaFetch {
             peers: self.peers.clone(),
             key: BlobKey::new(partition, name),
             timestamp: meta.timestamp,
             holders,
         };
-        let (start, end) = range.unwrap_or((0, meta.size_bytes));
-        let (meta, mut body) = fetch.open(Some((start, end))).await?;
-        // A copy can fail its checksum mid-stream (the node refuses to send bad bytes and ends
-        // the stream with an error): resume from the next holder at the byte reached, so the
-        // caller sees one clean body.
-        let (mut tx, out) = Body::channel();
-        tokio::spawn(async move {
-            let mut pos = start;
-            loop {
-                match body.next_chunk().await {
-                    Some(Ok(chunk)) => {
-                        pos += chunk.len() as u64;
-                        if tx.send(chunk).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => {
-                        let _ = tx.finish().await;
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        warn!(object = %fetch.key.name, at = pos, error = %e, "replica stream failed; resuming from another");
-                        match fetch.open(Some((pos, end))).await {
-                            Ok((_, next)) => body = next,
-                            Err(e) => {
-                                tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Some((meta, out)))
+        Ok(Some(ObjectReader { meta, fetch }))
     }
 
     /// One page of a container listing, merged from a read quorum of listing replicas.
@@ -647,6 +629,90 @@ impl ClusterClient {
             .await
     }
 
+    /// Sets and removes metadata keys of a container's record (Swift's container POST),
+    /// leaving the rest and its creation time alone. The caller checks the container exists.
+    pub async fn update_container_meta(
+        &self,
+        account: &str,
+        container: &str,
+        set: BTreeMap<String, String>,
+        remove: std::collections::BTreeSet<String>,
+    ) -> Result<Written, ClientError> {
+        let timestamp = self.now();
+        let info = ListingInfo {
+            created: None,
+            deleted: None,
+            metadata: meta_changes(timestamp, set, remove),
+        };
+        let path = PathHasher::path_of(account, Some(container), None);
+        let strict = self
+            .write_listing(RingKind::Container, &path, |device, key| {
+                NodeRequest::MergeListingInfo {
+                    device,
+                    key,
+                    info: info.clone(),
+                }
+            })
+            .await?;
+        Ok(Written { timestamp, strict })
+    }
+
+    /// Sets and removes metadata keys of an account's record (Swift's account POST).
+    pub async fn update_account_meta(
+        &self,
+        account: &str,
+        set: BTreeMap<String, String>,
+        remove: std::collections::BTreeSet<String>,
+    ) -> Result<Written, ClientError> {
+        let timestamp = self.now();
+        let info = ListingInfo {
+            created: None,
+            deleted: None,
+            metadata: meta_changes(timestamp, set, remove),
+        };
+        let path = PathHasher::path_of(account, None, None);
+        let strict = self
+            .write_listing(RingKind::Account, &path, |device, key| {
+                NodeRequest::MergeListingInfo {
+                    device,
+                    key,
+                    info: info.clone(),
+                }
+            })
+            .await?;
+        Ok(Written { timestamp, strict })
+    }
+
+    /// An account's record (metadata) and its container count, merged from a read quorum. An
+    /// account that never had a record reads as an empty one: accounts exist with their project.
+    pub async fn account_info(&self, account: &str) -> Result<ContainerInfo, ClientError> {
+        let path = PathHasher::path_of(account, None, None);
+        let mut info = ListingInfo::default();
+        for a in self
+            .read_answers(RingKind::Account, &path, |device, key| {
+                NodeRequest::GetListingInfo { device, key }
+            })
+            .await?
+        {
+            if let NodeResponse::Info(Some(i)) = a {
+                info.merge(&i);
+            }
+        }
+        let stats = self
+            .read_answers(RingKind::Account, &path, |device, key| {
+                NodeRequest::ListingStats { device, key }
+            })
+            .await?
+            .into_iter()
+            .filter_map(|a| match a {
+                NodeResponse::Stats(s) => Some(s),
+                _ => None,
+            })
+            .max_by_key(|s| s.object_count)
+            .unwrap_or_default();
+        Ok(ContainerInfo { info, stats })
+    }
+
     /// Deletes an empty container; `NotEmpty` if a read quorum shows objects in it.
     #[tracing::instrument(name = "delete_container", skip(self), fields(request_id = tracing::field::Empty))]
     pub async fn delete_container(
@@ -786,6 +852,54 @@ impl ClusterClient {
             }
             (device, r)
         }
+    }
+}
+
+/// An object version found by [`ClusterClient::open_object`], not read yet.
+#[derive(Debug)]
+pub struct ObjectReader {
+    pub meta: BlobMeta,
+    fetch: ReplicaFetch,
+}
+
+impl ObjectReader {
+    /// Streams `range` (`[start, end)`, or the whole object) from a holder of this version. A
+    /// copy can fail its checksum mid-stream (the node refuses to send bad bytes and ends the
+    /// stream with an error): the read resumes from the next holder at the byte reached, so
+    /// the caller sees one clean body.
+    pub async fn read(self, range: Option<(u64, u64)>) -> Result<Body, ClientError> {
+        let mut fetch = self.fetch;
+        let (start, end) = range.unwrap_or((0, self.meta.size_bytes));
+        let (_, mut body) = fetch.open(Some((start, end))).await?;
+        let (mut tx, out) = Body::channel();
+        tokio::spawn(async move {
+            let mut pos = start;
+            loop {
+                match body.next_chunk().await {
+                    Some(Ok(chunk)) => {
+                        pos += chunk.len() as u64;
+                        if tx.send(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = tx.finish().await;
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        warn!(object = %fetch.key.name, at = pos, error = %e, "replica stream failed; resuming from another");
+                        match fetch.open(Some((pos, end))).await {
+                            Ok((_, next)) => body = next,
+                            Err(e) => {
+                                tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(out)
     }
 }
 
@@ -949,4 +1063,33 @@ fn merge_pages(pages: Vec<ListPage>, query: &ListQuery) -> ListPage {
         truncated,
         next_marker,
     }
+}
+
+fn meta_changes(
+    timestamp: Timestamp,
+    set: BTreeMap<String, String>,
+    remove: std::collections::BTreeSet<String>,
+) -> BTreeMap<String, MetaValue> {
+    let mut out: BTreeMap<String, MetaValue> = remove
+        .into_iter()
+        .map(|k| {
+            (
+                k,
+                MetaValue {
+                    timestamp,
+                    value: None,
+                },
+            )
+        })
+        .collect();
+    for (k, v) in set {
+        out.insert(
+            k,
+            MetaValue {
+                timestamp,
+                value: Some(v),
+            },
+        );
+    }
+    out
 }

@@ -25,6 +25,6 @@ pub mod replicator;
 pub mod rpc;
 pub mod service;
 
-pub use client::{ClientError, ClusterClient, ContainerInfo, ObjectPut, Written};
+pub use client::{ClientError, ClusterClient, ContainerInfo, ObjectPut, ObjectReader, Written};
 pub use config::NodeConfig;
-pub use node::{RunningNode, start_node};
+pub use node::{RunningNode, start_node, start_node_with_meta};

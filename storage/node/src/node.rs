@@ -145,7 +145,28 @@ pub async fn cluster_client(config: &NodeConfig) -> Result<ClusterClient, NodeEr
 }
 
 /// Starts a node: opens every device with `open`, serves RPC, and starts the background loops.
+/// With a `[meta]` section the node opens that control-plane store itself.
 pub async fn start_node<E, F, Fut>(config: &NodeConfig, open: F) -> Result<RunningNode, NodeError>
+where
+    E: StorageEngine,
+    F: Fn(DeviceSection, EngineSection) -> Fut,
+    Fut: Future<Output = Result<E, String>>,
+{
+    let meta = match &config.meta {
+        Some(meta) => Some(Arc::new(cairn_meta::AnyMetaStore::open(meta).await?)),
+        None => None,
+    };
+    start_node_with_meta(config, open, meta).await
+}
+
+/// [`start_node`] with an already open control-plane store (its `[meta]` section is ignored).
+/// The all-in-one `cairn up` runs several nodes in one process over one embedded store, which
+/// only one opener may hold.
+pub async fn start_node_with_meta<E, F, Fut>(
+    config: &NodeConfig,
+    open: F,
+    meta: Option<Arc<cairn_meta::AnyMetaStore>>,
+) -> Result<RunningNode, NodeError>
 where
     E: StorageEngine,
     F: Fn(DeviceSection, EngineSection) -> Fut,
@@ -263,8 +284,7 @@ where
         metrics_addr = listener.local_addr().ok();
         tasks.push(tokio::spawn(serve_metrics(listener, metrics.clone())));
     }
-    if let Some(meta) = &config.meta {
-        let store = Arc::new(cairn_meta::AnyMetaStore::open(meta).await?);
+    if let Some(store) = meta {
         let id = crate::control::Identity {
             name: config.node_name(),
             node_id: config.node_id,

@@ -92,6 +92,7 @@ impl<E: StorageEngine> NodeService<E> {
                 user_meta,
                 listing,
             } => {
+                let overrides = ListingOverride::from_meta(&user_meta);
                 let commit = BlobCommit {
                     timestamp,
                     content_type: content_type.clone(),
@@ -102,12 +103,16 @@ impl<E: StorageEngine> NodeService<E> {
                     .await?;
                 let applied = outcome == WriteOutcome::Applied;
                 if applied && let Some(target) = listing {
+                    let etag = match overrides.etag {
+                        Some(etag) => etag,
+                        None => self.etag_of(&engine, &key).await,
+                    };
                     let entry = ListingEntry {
                         name: object_name(&key.name),
                         timestamp,
                         deleted: false,
-                        size_bytes,
-                        etag: self.etag_of(&engine, &key).await,
+                        size_bytes: overrides.size_bytes.unwrap_or(size_bytes),
+                        etag,
                         content_type,
                     };
                     self.listing.update(&device, target, entry).await;
@@ -364,5 +369,28 @@ pub(crate) fn remote(e: EngineError) -> RemoteError {
             RemoteError::RangeNotSatisfiable { size_bytes }
         }
         other => RemoteError::Other(other.to_string()),
+    }
+}
+
+/// User-metadata keys by which a writer tells the listing what to show instead of the stored
+/// blob's own size and ETag: a large-object manifest is listed with the size and ETag of the
+/// object it stands for, not of its own few bytes of JSON (Swift's container-update override).
+pub const LISTING_SIZE_OVERRIDE: &str = "sys-listing-size";
+/// See [`LISTING_SIZE_OVERRIDE`].
+pub const LISTING_ETAG_OVERRIDE: &str = "sys-listing-etag";
+
+struct ListingOverride {
+    size_bytes: Option<u64>,
+    etag: Option<String>,
+}
+
+impl ListingOverride {
+    fn from_meta(meta: &BTreeMap<String, String>) -> ListingOverride {
+        ListingOverride {
+            size_bytes: meta
+                .get(LISTING_SIZE_OVERRIDE)
+                .and_then(|s| s.parse().ok()),
+            etag: meta.get(LISTING_ETAG_OVERRIDE).cloned(),
+        }
     }
 }

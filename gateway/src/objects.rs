@@ -1,0 +1,501 @@
+//! The object layer both APIs share, over the cluster client: how user and system metadata
+//! are kept in a blob's metadata, and large objects — a manifest blob naming segments (S3
+//! multipart uploads and Swift SLOs), or a prefix (Swift DLOs) — read as one object.
+//!
+//! Metadata keys: `meta-<name>` is user metadata (S3 `x-amz-meta-<name>` = Swift
+//! `X-Object-Meta-<name>`, so both APIs see the same); `sys-*` keys are the gateway's own and
+//! can never be set by a client header.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_engine::{BlobMeta, ListItem, ListQuery};
+use cairn_net::Body;
+use cairn_node::service::{LISTING_ETAG_OVERRIDE, LISTING_SIZE_OVERRIDE};
+use cairn_node::{ClientError, ClusterClient, ObjectPut, ObjectReader, Written};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+/// User metadata key prefix.
+pub const USER_META: &str = "meta-";
+/// `slo` (Swift static large object) or `mpu` (completed S3 multipart upload): the blob is a
+/// JSON segment list.
+pub const SYS_MANIFEST: &str = "sys-manifest";
+/// `container/prefix`: a Swift dynamic large object.
+pub const SYS_DLO: &str = "sys-dlo";
+/// Number of parts of a completed multipart upload (for the `-N` ETag suffix).
+pub const SYS_MPU_PARTS: &str = "sys-mpu-parts";
+pub const SYS_CONTENT_ENCODING: &str = "sys-content-encoding";
+pub const SYS_CONTENT_DISPOSITION: &str = "sys-content-disposition";
+pub const SYS_CONTENT_LANGUAGE: &str = "sys-content-language";
+pub const SYS_CACHE_CONTROL: &str = "sys-cache-control";
+pub const SYS_EXPIRES: &str = "sys-expires";
+/// Unix seconds after which the object reads as gone (Swift `X-Delete-At`).
+pub const SYS_DELETE_AT: &str = "sys-delete-at";
+/// `sys-checksum-<algorithm>`: a checksum the client sent and the gateway verified.
+pub const SYS_CHECKSUM_PREFIX: &str = "sys-checksum-";
+
+/// A manifest holds at most this many segments (Swift's SLO limit; S3 allows 10,000 parts).
+pub const MANIFEST_SEGMENTS_MAX: usize = 10_000;
+/// A manifest blob is read whole; it is never larger than this.
+pub const MANIFEST_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// How many segments a DLO read lists at most.
+pub const DLO_SEGMENTS_MAX: usize = 10_000;
+
+/// One segment of a large object, as stored (the JSON Swift returns for
+/// `multipart-manifest=get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// `/container/object`, in the manifest's own account.
+    pub name: String,
+    /// The segment's ETag.
+    pub hash: String,
+    /// The segment's size (its full size, before any `range`).
+    pub bytes: u64,
+    /// `start-end` (inclusive) when only part of the segment belongs to the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+impl Segment {
+    /// `(container, object)`.
+    pub fn path(&self) -> Option<(&str, &str)> {
+        let rest = self.name.strip_prefix('/')?;
+        let (c, o) = rest.split_once('/')?;
+        (!c.is_empty() && !o.is_empty()).then_some((c, o))
+    }
+
+    /// The `[start, end)` of the segment that belongs to the object.
+    pub fn span(&self) -> (u64, u64) {
+        if let Some(r) = &self.range
+            && let Some((a, b)) = r.split_once('-')
+            && let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>())
+            && a <= b
+            && b < self.bytes
+        {
+            return (a, b + 1);
+        }
+        (0, self.bytes)
+    }
+
+    pub fn len(&self) -> u64 {
+        let (a, b) = self.span();
+        b - a
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parses a stored manifest.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<Segment>, ClientError> {
+    let segments: Vec<Segment> = serde_json::from_slice(bytes)
+        .map_err(|e| ClientError::Invalid(format!("stored manifest is malformed: {e}")))?;
+    if segments.len() > MANIFEST_SEGMENTS_MAX || segments.iter().any(|s| s.path().is_none()) {
+        return Err(ClientError::Invalid("stored manifest is malformed".into()));
+    }
+    Ok(segments)
+}
+
+/// One read from one segment: `[start, end)` within that segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRead {
+    pub container: String,
+    pub object: String,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Which pieces of which segments make up `[start, end)` of the large object.
+pub fn plan_read(segments: &[Segment], start: u64, end: u64) -> Vec<SegmentRead> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for s in segments {
+        let (a, b) = s.span();
+        let len = b - a;
+        let (seg_start, seg_end) = (offset, offset + len);
+        offset = seg_end;
+        if seg_end <= start || seg_start >= end || len == 0 {
+            continue;
+        }
+        let from = start.max(seg_start) - seg_start;
+        let to = end.min(seg_end) - seg_start;
+        if let Some((c, o)) = s.path() {
+            out.push(SegmentRead {
+                container: c.to_string(),
+                object: o.to_string(),
+                start: a + from,
+                end: a + to,
+            });
+        }
+    }
+    out
+}
+
+/// An object as a reader sees it: for a large object, its logical size and ETag.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub meta: BlobMeta,
+}
+
+impl ObjectInfo {
+    pub fn size(&self) -> u64 {
+        self.meta
+            .user_meta
+            .get(LISTING_SIZE_OVERRIDE)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(self.meta.size_bytes)
+    }
+
+    /// The ETag without quotes.
+    pub fn etag(&self) -> &str {
+        self.meta
+            .user_meta
+            .get(LISTING_ETAG_OVERRIDE)
+            .map(String::as_str)
+            .unwrap_or(&self.meta.etag)
+    }
+
+    pub fn last_modified_unix_ms(&self) -> u64 {
+        self.meta.timestamp.wall_micros / 1000
+    }
+
+    pub fn timestamp_micros(&self) -> u64 {
+        self.meta.timestamp.wall_micros
+    }
+
+    pub fn sys(&self, key: &str) -> Option<&str> {
+        self.meta.user_meta.get(key).map(String::as_str)
+    }
+
+    /// User metadata: `(name, value)` with the name lowercased.
+    pub fn user_meta(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.meta
+            .user_meta
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(USER_META)?, v.as_str())))
+    }
+
+    pub fn manifest_kind(&self) -> Option<&str> {
+        self.sys(SYS_MANIFEST)
+    }
+
+    /// Whether `X-Delete-At` has passed.
+    pub fn expired(&self, now_unix_s: u64) -> bool {
+        self.sys(SYS_DELETE_AT)
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|at| at <= now_unix_s)
+    }
+}
+
+/// What kind of object was opened.
+#[derive(Debug)]
+pub enum Opened {
+    /// A plain blob.
+    Plain(ObjectReader),
+    /// A manifest (SLO or multipart): the segments, in order.
+    Manifest(Vec<Segment>),
+    /// A DLO: `(container, prefix)`.
+    Dynamic(String, String),
+}
+
+/// An object found and ready to read.
+#[derive(Debug)]
+pub struct OpenObject {
+    pub info: ObjectInfo,
+    pub opened: Opened,
+}
+
+/// The shared object layer.
+#[derive(Debug, Clone)]
+pub struct ObjectLayer {
+    client: Arc<ClusterClient>,
+}
+
+pub fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ObjectLayer {
+    pub fn new(client: Arc<ClusterClient>) -> Self {
+        ObjectLayer { client }
+    }
+
+    pub fn client(&self) -> &ClusterClient {
+        &self.client
+    }
+
+    /// Stores a blob.
+    pub async fn put(&self, put: ObjectPut, body: Body) -> Result<Written, ClientError> {
+        self.client.put_object(put, body).await
+    }
+
+    /// The object's metadata, or `None` (missing, deleted or expired).
+    pub async fn head(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Result<Option<ObjectInfo>, ClientError> {
+        let meta = self.client.head_object(account, container, object).await?;
+        Ok(meta
+            .map(|meta| ObjectInfo { meta })
+            .filter(|i| !i.expired(now_unix_s())))
+    }
+
+    /// Finds an object; a manifest's segment list is read here (it is small).
+    pub async fn open(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+        resolve_manifest: bool,
+    ) -> Result<Option<OpenObject>, ClientError> {
+        let Some(reader) = self.client.open_object(account, container, object).await? else {
+            return Ok(None);
+        };
+        let info = ObjectInfo {
+            meta: reader.meta.clone(),
+        };
+        if info.expired(now_unix_s()) {
+            return Ok(None);
+        }
+        if resolve_manifest {
+            if info.manifest_kind().is_some() {
+                let bytes = read_all(reader.read(None).await?, MANIFEST_BYTES_MAX).await?;
+                let segments = parse_manifest(&bytes)?;
+                return Ok(Some(OpenObject {
+                    info,
+                    opened: Opened::Manifest(segments),
+                }));
+            }
+            if let Some(dlo) = info.sys(SYS_DLO)
+                && let Some((c, p)) = dlo.split_once('/')
+            {
+                let (c, p) = (c.to_string(), p.to_string());
+                return Ok(Some(OpenObject {
+                    info,
+                    opened: Opened::Dynamic(c, p),
+                }));
+            }
+        }
+        Ok(Some(OpenObject {
+            info,
+            opened: Opened::Plain(reader),
+        }))
+    }
+
+    /// A DLO's segments: the objects under its prefix, in name order.
+    pub async fn dlo_segments(
+        &self,
+        account: &str,
+        container: &str,
+        prefix: &str,
+    ) -> Result<Vec<Segment>, ClientError> {
+        let mut out = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_objects(
+                    account,
+                    container,
+                    ListQuery {
+                        prefix: prefix.to_string(),
+                        marker: marker.clone(),
+                        limit: 1000,
+                        ..ListQuery::default()
+                    },
+                )
+                .await?;
+            for item in &page.items {
+                if let ListItem::Entry(e) = item {
+                    out.push(Segment {
+                        name: format!("/{container}/{}", e.name),
+                        hash: e.etag.clone(),
+                        bytes: e.size_bytes,
+                        range: None,
+                        content_type: None,
+                    });
+                }
+            }
+            if out.len() > DLO_SEGMENTS_MAX {
+                return Err(ClientError::Invalid(format!(
+                    "a dynamic large object has more than {DLO_SEGMENTS_MAX} segments"
+                )));
+            }
+            match (page.truncated, page.next_marker) {
+                (true, Some(m)) => marker = Some(m),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams `[start, end)` of a large object made of `segments`, one segment after another.
+    pub fn read_segments(
+        &self,
+        account: &str,
+        segments: Vec<Segment>,
+        start: u64,
+        end: u64,
+    ) -> Body {
+        let plan = plan_read(&segments, start, end);
+        let (mut tx, out) = Body::channel();
+        let client = self.client.clone();
+        let account = account.to_string();
+        tokio::spawn(async move {
+            for r in plan {
+                let opened = client.open_object(&account, &r.container, &r.object).await;
+                let reader = match opened {
+                    Ok(Some(reader)) if reader.meta.size_bytes >= r.end => reader,
+                    Ok(_) => {
+                        warn!(container = %r.container, object = %r.object, "large object segment missing or short");
+                        tx.abort(cairn_net::NetError::Remote(format!(
+                            "segment /{}/{} is missing",
+                            r.container, r.object
+                        )))
+                        .await;
+                        return;
+                    }
+                    Err(e) => {
+                        tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                        return;
+                    }
+                };
+                let mut body = match reader.read(Some((r.start, r.end))).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                        return;
+                    }
+                };
+                while let Some(chunk) = body.next_chunk().await {
+                    match chunk {
+                        Ok(c) => {
+                            if tx.send(c).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tx.abort(e).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.finish().await;
+        });
+        out
+    }
+
+    /// Deletes an object; with `segments`, a manifest's segments too (S3 always, Swift on
+    /// `multipart-manifest=delete`). Returns whether it existed.
+    pub async fn delete(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+        segments: bool,
+    ) -> Result<bool, ClientError> {
+        let found = if segments {
+            self.open(account, container, object, true).await?
+        } else {
+            None
+        };
+        let existed = match &found {
+            Some(_) => true,
+            None => self.head(account, container, object).await?.is_some(),
+        };
+        self.client
+            .delete_object(account, container, object)
+            .await?;
+        if let Some(OpenObject {
+            opened: Opened::Manifest(segs),
+            ..
+        }) = found
+        {
+            self.delete_segments(account, &segs).await;
+        }
+        Ok(existed)
+    }
+
+    /// Deletes segments (best effort: a failure leaves garbage, never a broken object).
+    pub async fn delete_segments(&self, account: &str, segments: &[Segment]) {
+        for s in segments {
+            if let Some((c, o)) = s.path()
+                && let Err(e) = self.client.delete_object(account, c, o).await
+            {
+                warn!(segment = %s.name, error = %e, "deleting a segment failed; it stays as garbage");
+            }
+        }
+    }
+}
+
+/// Reads a whole cluster body of at most `max` bytes.
+pub async fn read_all(mut body: Body, max: usize) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next_chunk().await {
+        let chunk = chunk.map_err(|e| ClientError::Body(e.to_string()))?;
+        if out.len() + chunk.len() > max {
+            return Err(ClientError::Invalid(format!("body over {max} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Builds the blob metadata of a manifest standing for an object of `size` bytes with `etag`.
+pub fn manifest_meta(
+    kind: &str,
+    size: u64,
+    etag: &str,
+    mut meta: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    meta.insert(SYS_MANIFEST.into(), kind.into());
+    meta.insert(LISTING_SIZE_OVERRIDE.into(), size.to_string());
+    meta.insert(LISTING_ETAG_OVERRIDE.into(), etag.into());
+    meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(name: &str, bytes: u64, range: Option<&str>) -> Segment {
+        Segment {
+            name: name.into(),
+            hash: String::new(),
+            bytes,
+            range: range.map(str::to_string),
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn plan_covers_exactly_the_range() {
+        let segs = vec![
+            seg("/c/a", 10, None),
+            seg("/c/b", 10, Some("2-5")),
+            seg("/c/c", 5, None),
+        ];
+        // Logical layout: a[0..10) b[2..6) c[0..5) = 19 bytes.
+        let plan = plan_read(&segs, 8, 16);
+        let got: Vec<(String, u64, u64)> = plan
+            .iter()
+            .map(|r| (r.object.clone(), r.start, r.end))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a".into(), 8, 10), ("b".into(), 2, 6), ("c".into(), 0, 2)]
+        );
+        let total: u64 = plan_read(&segs, 0, 19).iter().map(|r| r.end - r.start).sum();
+        assert_eq!(total, 19);
+    }
+}

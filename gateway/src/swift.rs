@@ -1,0 +1,12 @@
+//! Swift (placeholder until written).
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+
+use crate::server::RequestCtx;
+
+pub async fn auth(_ctx: RequestCtx, _req: Request) -> Response {
+    (http::StatusCode::NOT_IMPLEMENTED, "not yet\n").into_response()
+}
+pub async fn handle(_ctx: RequestCtx, _req: Request) -> Response {
+    (http::StatusCode::NOT_IMPLEMENTED, "not yet\n").into_response()
+}

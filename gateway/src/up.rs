@@ -1,0 +1,269 @@
+//! `cairn up`: the all-in-one local cluster. One process runs three storage nodes (separate
+//! data directories, one device each, a 3-replica ring), the embedded control-plane store they
+//! share, and the S3/Swift gateway. The first start creates everything under `--data-dir`;
+//! later starts reuse it, so data survives restarts.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use cairn_meta::{AnyMetaStore, IdentityStore, MetaConfig};
+use cairn_net::{ClientOptions, NodeCert, RpcClient, TlsIdentity, TransportKind};
+use cairn_node::config::NodeConfig;
+use cairn_node::metrics::NodeMetrics;
+use cairn_node::peers::Peers;
+use cairn_node::{ClusterClient, RunningNode};
+use cairn_ring::{NewDevice, PartitionRing, RebalanceOptions, RingBuilder};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::cluster::{self, AdminCredentials};
+use crate::server::{Gateway, GatewayOptions};
+
+/// How many storage nodes `cairn up` runs.
+pub const UP_NODES: usize = 3;
+/// Partition power of the all-in-one ring: 256 partitions is plenty for three devices.
+const UP_PART_POWER: u8 = 8;
+/// The gateway's timestamp node id (storage nodes are 1..=UP_NODES).
+const GATEWAY_NODE_ID: u32 = 1000;
+
+/// `cairn up`'s options.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub data_dir: PathBuf,
+    /// Gateway listen address (S3 and Swift); port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub region: String,
+}
+
+/// What a first start records so later starts find the same cluster.
+#[derive(Debug, Serialize, Deserialize)]
+struct UpState {
+    format: u32,
+    admin: AdminCredentials,
+    region: String,
+}
+
+/// The endpoints file scripts read (`<data-dir>/endpoints.json`).
+#[derive(Debug, Serialize)]
+pub struct Endpoints {
+    pub s3: S3Endpoint,
+    pub swift: SwiftEndpoint,
+    pub nbd: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct S3Endpoint {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SwiftEndpoint {
+    pub auth_url: String,
+    pub user: String,
+    pub key: String,
+}
+
+/// A running all-in-one cluster.
+#[derive(Debug)]
+pub struct UpCluster {
+    pub nodes: Vec<RunningNode>,
+    pub gateway: Gateway,
+    pub endpoints: Endpoints,
+}
+
+fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind((ip, 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn node_dir(data_dir: &Path, n: usize) -> PathBuf {
+    data_dir.join(format!("node{}", n + 1))
+}
+
+/// First start: cluster record, CA, admin identity, certificates, ring and node configs.
+async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpState> {
+    let dir = &opts.data_dir;
+    let new = cluster::create_cluster(store, "cairn-up").await?;
+    write_private(&dir.join("identity.key"), &hex::encode(new.identity_master_key))?;
+    std::fs::write(dir.join("ca.pem"), &new.ca.cert_pem)?;
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let gateway_cert = new.ca.issue_node("gateway", &[ip])?;
+    write_private(&dir.join("gateway.key"), &gateway_cert.key_pem)?;
+    std::fs::write(dir.join("gateway.pem"), &gateway_cert.cert_pem)?;
+    let mut builder = RingBuilder::new(UP_PART_POWER, 3.0, 0)?;
+    let rings_dir = dir.join("rings");
+    std::fs::create_dir_all(&rings_dir)?;
+    let ring_path = rings_dir.join("object.ring");
+    for n in 0..UP_NODES {
+        let nd = node_dir(dir, n);
+        std::fs::create_dir_all(&nd)?;
+        let port = free_port(ip)?;
+        let metrics = free_port(ip)?;
+        let cert = new.ca.issue_node(&format!("node-{}", n + 1), &[ip])?;
+        std::fs::write(nd.join("node.pem"), &cert.cert_pem)?;
+        write_private(&nd.join("node.key"), &cert.key_pem)?;
+        builder.add_device(NewDevice {
+            id: None,
+            region: 1,
+            zone: u32::try_from(n + 1)?,
+            ip: ip.to_string(),
+            port,
+            replication_ip: None,
+            replication_port: None,
+            device: "d1".into(),
+            weight: 100.0,
+            meta: String::new(),
+        })?;
+        let toml = format!(
+            "# Written by `cairn up`; edit with care (the ring lists this address).\n\
+             node_id = {id}\nlisten = \"{ip}:{port}\"\nmetrics_listen = \"{ip}:{metrics}\"\n\n\
+             [cluster]\nhash_prefix = \"{hp}\"\nhash_suffix = \"{hs}\"\nobject_ring = \"{ring}\"\n\n\
+             [tls]\nca_cert = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+             [[device]]\nname = \"d1\"\npath = \"{dev}\"\n",
+            id = n + 1,
+            hp = new.record.hash_prefix,
+            hs = new.record.hash_suffix,
+            ring = ring_path.display(),
+            ca = dir.join("ca.pem").display(),
+            cert = nd.join("node.pem").display(),
+            key = nd.join("node.key").display(),
+            dev = nd.join("d1").display(),
+        );
+        std::fs::write(nd.join("node.toml"), toml)?;
+    }
+    builder.rebalance(RebalanceOptions {
+        seed: 1,
+        now_minutes: 0,
+    })?;
+    let ring = PartitionRing::compile(&builder)?;
+    let bytes = ring.to_bytes()?;
+    std::fs::write(&ring_path, &bytes)?;
+    std::fs::write(rings_dir.join("object.builder"), builder.to_bytes()?)?;
+    for kind in ["object", "container"] {
+        cairn_meta::rings::publish_ring(store, kind, ring.version(), &bytes).await?;
+    }
+    let state = UpState {
+        format: 1,
+        admin: new.admin,
+        region: opts.region.clone(),
+    };
+    write_private(&dir.join("up.json"), &serde_json::to_string_pretty(&state)?)?;
+    Ok(state)
+}
+
+/// Starts (creating on first use) the all-in-one cluster under `opts.data_dir`.
+pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
+    let dir = opts.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let opts = UpOptions {
+        data_dir: dir.clone(),
+        ..opts
+    };
+    let store = AnyMetaStore::open(&MetaConfig::Embedded {
+        dir: dir.join("meta"),
+    })
+    .await
+    .context("opening the embedded control-plane store (is another `cairn up` using it?)")?;
+    let state_path = dir.join("up.json");
+    let state: UpState = if state_path.exists() {
+        let text = std::fs::read_to_string(&state_path)?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", state_path.display()))?
+    } else {
+        info!(dir = %dir.display(), "first start: creating the cluster");
+        create(&opts, &store).await?
+    };
+    let store = Arc::new(store);
+    let mut nodes = Vec::new();
+    let mut node_config = None;
+    for n in 0..UP_NODES {
+        let path = node_dir(&dir, n).join("node.toml");
+        let config = NodeConfig::load(&path)?;
+        let node = cairn_node::start_node_with_meta(
+            &config,
+            crate::node_engine::open_device,
+            Some(store.clone()),
+        )
+        .await
+        .with_context(|| format!("starting node {} ({})", n + 1, path.display()))?;
+        nodes.push(node);
+        node_config.get_or_insert(config);
+    }
+    let config = node_config.context("no nodes")?;
+    let rings = cairn_node::node::load_rings(&config).await?;
+    let tls = TlsIdentity::from_pem(
+        &std::fs::read_to_string(dir.join("ca.pem"))?,
+        &NodeCert {
+            node_name: "gateway".into(),
+            cert_pem: std::fs::read_to_string(dir.join("gateway.pem"))?,
+            key_pem: std::fs::read_to_string(dir.join("gateway.key"))?,
+        },
+    )?;
+    let transport = cairn_net::client(TransportKind::default(), &tls, ClientOptions::default())?;
+    let peers = Arc::new(Peers::new(RpcClient::new(transport), rings));
+    let client = Arc::new(ClusterClient::new(peers.clone(), GATEWAY_NODE_ID));
+    let master = cluster::parse_master_key(&std::fs::read_to_string(dir.join("identity.key"))?)?;
+    let identity = IdentityStore::new((*store).clone(), master);
+    let watch = tokio::spawn(cairn_node::control::run_ring_watch(
+        store.clone(),
+        peers,
+        NodeMetrics::new(),
+    ));
+    let gateway = Gateway::start(
+        GatewayOptions {
+            listen: opts.listen,
+            region: state.region.clone(),
+        },
+        client,
+        identity,
+        vec![watch],
+    )
+    .await?;
+    let base = format!("http://{}", gateway.local_addr());
+    let endpoints = Endpoints {
+        s3: S3Endpoint {
+            endpoint: base.clone(),
+            region: state.region.clone(),
+            access_key: state.admin.access_key.clone(),
+            secret_key: state.admin.secret_key.clone(),
+        },
+        swift: SwiftEndpoint {
+            auth_url: format!("{base}/auth/v1.0"),
+            user: format!("{}:{}", state.admin.project_name, state.admin.user_name),
+            key: state.admin.password.clone(),
+        },
+        nbd: None,
+    };
+    write_private(
+        &dir.join("endpoints.json"),
+        &serde_json::to_string_pretty(&endpoints)?,
+    )?;
+    Ok(UpCluster {
+        nodes,
+        gateway,
+        endpoints,
+    })
+}
+
