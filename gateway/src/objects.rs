@@ -13,7 +13,7 @@ use cairn_engine::{BlobMeta, ListItem, ListQuery};
 use cairn_net::Body;
 use cairn_node::service::{LISTING_ETAG_OVERRIDE, LISTING_SIZE_OVERRIDE};
 use cairn_node::{ClientError, ClusterClient, ObjectPut, ObjectReader, Written};
-use serde::{Deserialize, Serialize};
+use cairn_swift_proto::{SegmentRead, SloManifest};
 use tracing::warn;
 
 /// User metadata key prefix.
@@ -41,99 +41,6 @@ pub const MANIFEST_SEGMENTS_MAX: usize = 10_000;
 pub const MANIFEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// How many segments a DLO read lists at most.
 pub const DLO_SEGMENTS_MAX: usize = 10_000;
-
-/// One segment of a large object, as stored (the JSON Swift returns for
-/// `multipart-manifest=get`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// `/container/object`, in the manifest's own account.
-    pub name: String,
-    /// The segment's ETag.
-    pub hash: String,
-    /// The segment's size (its full size, before any `range`).
-    pub bytes: u64,
-    /// `start-end` (inclusive) when only part of the segment belongs to the object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-}
-
-impl Segment {
-    /// `(container, object)`.
-    pub fn path(&self) -> Option<(&str, &str)> {
-        let rest = self.name.strip_prefix('/')?;
-        let (c, o) = rest.split_once('/')?;
-        (!c.is_empty() && !o.is_empty()).then_some((c, o))
-    }
-
-    /// The `[start, end)` of the segment that belongs to the object.
-    pub fn span(&self) -> (u64, u64) {
-        if let Some(r) = &self.range
-            && let Some((a, b)) = r.split_once('-')
-            && let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>())
-            && a <= b
-            && b < self.bytes
-        {
-            return (a, b + 1);
-        }
-        (0, self.bytes)
-    }
-
-    pub fn len(&self) -> u64 {
-        let (a, b) = self.span();
-        b - a
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Parses a stored manifest.
-pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<Segment>, ClientError> {
-    let segments: Vec<Segment> = serde_json::from_slice(bytes)
-        .map_err(|e| ClientError::Invalid(format!("stored manifest is malformed: {e}")))?;
-    if segments.len() > MANIFEST_SEGMENTS_MAX || segments.iter().any(|s| s.path().is_none()) {
-        return Err(ClientError::Invalid("stored manifest is malformed".into()));
-    }
-    Ok(segments)
-}
-
-/// One read from one segment: `[start, end)` within that segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentRead {
-    pub container: String,
-    pub object: String,
-    pub start: u64,
-    pub end: u64,
-}
-
-/// Which pieces of which segments make up `[start, end)` of the large object.
-pub fn plan_read(segments: &[Segment], start: u64, end: u64) -> Vec<SegmentRead> {
-    let mut out = Vec::new();
-    let mut offset = 0u64;
-    for s in segments {
-        let (a, b) = s.span();
-        let len = b - a;
-        let (seg_start, seg_end) = (offset, offset + len);
-        offset = seg_end;
-        if seg_end <= start || seg_start >= end || len == 0 {
-            continue;
-        }
-        let from = start.max(seg_start) - seg_start;
-        let to = end.min(seg_end) - seg_start;
-        if let Some((c, o)) = s.path() {
-            out.push(SegmentRead {
-                container: c.to_string(),
-                object: o.to_string(),
-                start: a + from,
-                end: a + to,
-            });
-        }
-    }
-    out
-}
 
 /// An object as a reader sees it: for a large object, its logical size and ETag.
 #[derive(Debug, Clone)]
@@ -197,7 +104,7 @@ pub enum Opened {
     /// A plain blob.
     Plain(ObjectReader),
     /// A manifest (SLO or multipart): the segments, in order.
-    Manifest(Vec<Segment>),
+    Manifest(SloManifest),
     /// A DLO: `(container, prefix)`.
     Dynamic(String, String),
 }
@@ -269,7 +176,9 @@ impl ObjectLayer {
         if resolve_manifest {
             if info.manifest_kind().is_some() {
                 let bytes = read_all(reader.read(None).await?, MANIFEST_BYTES_MAX).await?;
-                let segments = parse_manifest(&bytes)?;
+                let segments = SloManifest::from_stored_json(&bytes).map_err(|e| {
+                    ClientError::Invalid(format!("stored manifest is malformed: {}", e.message))
+                })?;
                 return Ok(Some(OpenObject {
                     info,
                     opened: Opened::Manifest(segments),
@@ -297,7 +206,7 @@ impl ObjectLayer {
         account: &str,
         container: &str,
         prefix: &str,
-    ) -> Result<Vec<Segment>, ClientError> {
+    ) -> Result<Vec<(String, u64, String)>, ClientError> {
         let mut out = Vec::new();
         let mut marker = None;
         loop {
@@ -316,13 +225,7 @@ impl ObjectLayer {
                 .await?;
             for item in &page.items {
                 if let ListItem::Entry(e) = item {
-                    out.push(Segment {
-                        name: format!("/{container}/{}", e.name),
-                        hash: e.etag.clone(),
-                        bytes: e.size_bytes,
-                        range: None,
-                        content_type: None,
-                    });
+                    out.push((e.name.clone(), e.size_bytes, e.etag.clone()));
                 }
             }
             if out.len() > DLO_SEGMENTS_MAX {
@@ -338,15 +241,8 @@ impl ObjectLayer {
         Ok(out)
     }
 
-    /// Streams `[start, end)` of a large object made of `segments`, one segment after another.
-    pub fn read_segments(
-        &self,
-        account: &str,
-        segments: Vec<Segment>,
-        start: u64,
-        end: u64,
-    ) -> Body {
-        let plan = plan_read(&segments, start, end);
+    /// Streams the planned segment reads of a large object, one after another.
+    pub fn read_segments(&self, account: &str, plan: Vec<SegmentRead>) -> Body {
         let (mut tx, out) = Body::channel();
         let client = self.client.clone();
         let account = account.to_string();
@@ -427,12 +323,14 @@ impl ObjectLayer {
     }
 
     /// Deletes segments (best effort: a failure leaves garbage, never a broken object).
-    pub async fn delete_segments(&self, account: &str, segments: &[Segment]) {
-        for s in segments {
-            if let Some((c, o)) = s.path()
-                && let Err(e) = self.client.delete_object(account, c, o).await
+    pub async fn delete_segments(&self, account: &str, manifest: &SloManifest) {
+        for s in &manifest.segments {
+            if let Err(e) = self
+                .client
+                .delete_object(account, &s.container, &s.object)
+                .await
             {
-                warn!(segment = %s.name, error = %e, "deleting a segment failed; it stays as garbage");
+                warn!(container = %s.container, object = %s.object, error = %e, "deleting a segment failed; it stays as garbage");
             }
         }
     }
@@ -464,38 +362,3 @@ pub fn manifest_meta(
     meta
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seg(name: &str, bytes: u64, range: Option<&str>) -> Segment {
-        Segment {
-            name: name.into(),
-            hash: String::new(),
-            bytes,
-            range: range.map(str::to_string),
-            content_type: None,
-        }
-    }
-
-    #[test]
-    fn plan_covers_exactly_the_range() {
-        let segs = vec![
-            seg("/c/a", 10, None),
-            seg("/c/b", 10, Some("2-5")),
-            seg("/c/c", 5, None),
-        ];
-        // Logical layout: a[0..10) b[2..6) c[0..5) = 19 bytes.
-        let plan = plan_read(&segs, 8, 16);
-        let got: Vec<(String, u64, u64)> = plan
-            .iter()
-            .map(|r| (r.object.clone(), r.start, r.end))
-            .collect();
-        assert_eq!(
-            got,
-            vec![("a".into(), 8, 10), ("b".into(), 2, 6), ("c".into(), 0, 2)]
-        );
-        let total: u64 = plan_read(&segs, 0, 19).iter().map(|r| r.end - r.start).sum();
-        assert_eq!(total, 19);
-    }
-}

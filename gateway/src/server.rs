@@ -113,6 +113,7 @@ fn new_request_id() -> String {
     hex::encode(b).to_uppercase()
 }
 
+#[axum::debug_handler]
 async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Response {
     let request_id = new_request_id();
     let span = info_span!("http", request_id = %request_id, method = %req.method(), path = %req.uri().path());
