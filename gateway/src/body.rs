@@ -123,7 +123,10 @@ where
                     if pending.len() >= INGEST_CHUNK_BYTES {
                         let full = pending.split().freeze();
                         if tx.send(full).await.is_err() {
-                            return Err(IngestFailure::Client("the cluster stopped reading".into()).into());
+                            return Err(IngestFailure::Client(
+                                "the cluster stopped reading".into(),
+                            )
+                            .into());
                         }
                     }
                 }
@@ -148,7 +151,8 @@ where
         }
         .await;
         if let Err(e) = result {
-            tx.abort(NetError::Remote("request body refused".into())).await;
+            tx.abort(NetError::Remote("request body refused".into()))
+                .await;
             return Err(e);
         }
         let ingested = Ingested {
@@ -179,7 +183,9 @@ pub fn to_http(body: Body) -> axum::body::Body {
         Body::Full(b) => axum::body::Body::from(b),
         stream @ Body::Stream(_) => {
             let s = futures::stream::unfold(stream, |mut b| async move {
-                b.next_chunk().await.map(|r| (r.map_err(std::io::Error::other), b))
+                b.next_chunk()
+                    .await
+                    .map(|r| (r.map_err(std::io::Error::other), b))
             });
             axum::body::Body::from_stream(s)
         }
@@ -197,7 +203,9 @@ pub async fn read_small(body: axum::body::Body, max: usize) -> Result<Bytes, Ing
     {
         Err(_) => Err(IngestFailure::Idle(INGEST_IDLE_TIMEOUT_MS)),
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(IngestFailure::Long {
                     expected: max as u64,
                 })

@@ -140,7 +140,6 @@ impl MetaArgs {
     }
 }
 
-
 async fn run_init(meta: MetaArgs, cluster: String, out: PathBuf) -> anyhow::Result<()> {
     use std::io::Write;
     let store = meta.open().await?;
@@ -599,7 +598,11 @@ async fn run_up(
             "  written to {}",
             data_dir.join("endpoints.json").display()
         )?;
-        writeln!(out, "  Ctrl-C stops the cluster; its data stays in {}", data_dir.display())?;
+        writeln!(
+            out,
+            "  Ctrl-C stops the cluster; its data stays in {}",
+            data_dir.display()
+        )?;
         out.flush()?;
     }
     // Tests read this line from stderr.

@@ -361,4 +361,3 @@ pub fn manifest_meta(
     meta.insert(LISTING_ETAG_OVERRIDE.into(), etag.into());
     meta
 }
-

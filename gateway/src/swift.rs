@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::extract::Request;
-use http::request::Parts;
 use axum::response::Response;
 use cairn_engine::{ListItem, ListQuery};
 use cairn_meta::identity::{Principal, Role};
@@ -17,6 +16,7 @@ use cairn_swift_proto::{
     AclSubject, ContainerAcl, SegmentFacts, SloManifest, SwiftError, dlo, expiry, range, slo,
     tempurl, timestamp,
 };
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tracing::warn;
 
@@ -45,7 +45,9 @@ impl From<IngestFailure> for SwiftError {
 fn cluster_error(e: ClientError) -> SwiftError {
     match e {
         ClientError::NotFound => SwiftError::not_found("Not Found"),
-        ClientError::NotEmpty { .. } => SwiftError::conflict("There was a conflict when trying to complete your request."),
+        ClientError::NotEmpty { .. } => {
+            SwiftError::conflict("There was a conflict when trying to complete your request.")
+        }
         ClientError::Invalid(m) => SwiftError::bad_request(m),
         ClientError::RangeNotSatisfiable { .. } => {
             SwiftError::range_not_satisfiable("Requested Range Not Satisfiable")
@@ -113,9 +115,9 @@ pub async fn auth(ctx: RequestCtx, req: Request) -> Response {
         let key = header(req, "x-auth-key")
             .or_else(|| header(req, "x-storage-pass"))
             .ok_or_else(|| SwiftError::unauthorized("Unauthorized: X-Auth-Key missing"))?;
-        let (project, user) = user
-            .split_once(':')
-            .ok_or_else(|| SwiftError::unauthorized("Unauthorized: X-Auth-User must be project:user"))?;
+        let (project, user) = user.split_once(':').ok_or_else(|| {
+            SwiftError::unauthorized("Unauthorized: X-Auth-User must be project:user")
+        })?;
         let (token, principal) = ctx
             .state
             .identity
@@ -170,8 +172,16 @@ fn parse_path(raw: &str) -> SwiftResult<SwiftPath> {
     if account.is_empty() {
         return Err(SwiftError::bad_request("Bad URL"));
     }
-    let container = parts.next().filter(|c| !c.is_empty()).map(decode).transpose()?;
-    let object = parts.next().filter(|o| !o.is_empty()).map(decode).transpose()?;
+    let container = parts
+        .next()
+        .filter(|c| !c.is_empty())
+        .map(decode)
+        .transpose()?;
+    let object = parts
+        .next()
+        .filter(|o| !o.is_empty())
+        .map(decode)
+        .transpose()?;
     if let Some(c) = &container {
         constraints::validate_container_name(c)?;
     }
@@ -287,7 +297,9 @@ async fn authenticate(
     if let Some(params) = tempurl::parse_tempurl_query(raw_query) {
         let params = params?;
         let (Some(c), Some(_)) = (&path.container, &path.object) else {
-            return Err(SwiftError::unauthorized("401 Unauthorized: Temp URL invalid\n"));
+            return Err(SwiftError::unauthorized(
+                "401 Unauthorized: Temp URL invalid\n",
+            ));
         };
         let objects = &ctx.state.objects;
         let mut keys = Vec::new();
@@ -319,8 +331,8 @@ async fn authenticate(
         )
         .or_else(|e| {
             // The signed path is the decoded one.
-            let decoded = cairn_swift_proto::query::decode_path(req.uri.path())
-                .map_err(|_| e.clone())?;
+            let decoded =
+                cairn_swift_proto::query::decode_path(req.uri.path()).map_err(|_| e.clone())?;
             tempurl::verify_tempurl(
                 &params,
                 req.method.as_str(),
@@ -429,19 +441,19 @@ async fn account_request(
         Method::GET | Method::HEAD => {
             require_owner(caller, account, false)?;
             let info = client.account_info(account).await.map_err(cluster_error)?;
-            let mut headers = listing::account_headers(
-                info.stats.object_count,
-                0,
-                0,
-                &user_meta_of(&info.info),
-            );
+            let mut headers =
+                listing::account_headers(info.stats.object_count, 0, 0, &user_meta_of(&info.info));
             headers.push((
                 "X-Timestamp".into(),
                 timestamp::x_timestamp(info.info.created.map(|t| t.wall_micros).unwrap_or(0)),
             ));
             if req.method == Method::HEAD {
                 headers.push(("Content-Length".into(), "0".into()));
-                return Ok(respond(StatusCode::NO_CONTENT, headers, axum::body::Body::empty()));
+                return Ok(respond(
+                    StatusCode::NO_CONTENT,
+                    headers,
+                    axum::body::Body::empty(),
+                ));
             }
             let params = ListingParams::parse(raw_query, header(req, "accept"))?;
             let page = client
@@ -473,7 +485,11 @@ async fn account_request(
                 .update_account_meta(account, set, remove)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(StatusCode::NO_CONTENT, vec![], axum::body::Body::empty()))
+            Ok(respond(
+                StatusCode::NO_CONTENT,
+                vec![],
+                axum::body::Body::empty(),
+            ))
         }
         _ => Err(SwiftError::new(405, "Method Not Allowed")),
     }
@@ -487,11 +503,19 @@ fn listing_response(
 ) -> SwiftResult<Response> {
     if empty && format == listing::Format::Plain {
         headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
-        return Ok(respond(StatusCode::NO_CONTENT, headers, axum::body::Body::empty()));
+        return Ok(respond(
+            StatusCode::NO_CONTENT,
+            headers,
+            axum::body::Body::empty(),
+        ));
     }
     let (content_type, body) = render();
     headers.push(("Content-Type".into(), content_type));
-    Ok(respond(StatusCode::OK, headers, axum::body::Body::from(body)))
+    Ok(respond(
+        StatusCode::OK,
+        headers,
+        axum::body::Body::from(body),
+    ))
 }
 
 async fn container_request(
@@ -521,8 +545,16 @@ async fn container_request(
                 found.stats.object_count,
                 found.stats.bytes,
                 &user_meta_of(&found.info),
-                if caller.owns(account) { read_acl.as_deref() } else { None },
-                if caller.owns(account) { write_acl.as_deref() } else { None },
+                if caller.owns(account) {
+                    read_acl.as_deref()
+                } else {
+                    None
+                },
+                if caller.owns(account) {
+                    write_acl.as_deref()
+                } else {
+                    None
+                },
             );
             headers.push((
                 "X-Timestamp".into(),
@@ -530,7 +562,11 @@ async fn container_request(
             ));
             if method == Method::HEAD {
                 headers.push(("Content-Length".into(), "0".into()));
-                return Ok(respond(StatusCode::NO_CONTENT, headers, axum::body::Body::empty()));
+                return Ok(respond(
+                    StatusCode::NO_CONTENT,
+                    headers,
+                    axum::body::Body::empty(),
+                ));
             }
             let params = ListingParams::parse(raw_query, header(req, "accept"))?;
             let page = client
@@ -587,20 +623,32 @@ async fn container_request(
                     .update_container_meta(account, container, set, remove)
                     .await
                     .map_err(cluster_error)?;
-                return Ok(respond(StatusCode::NO_CONTENT, vec![], axum::body::Body::empty()));
+                return Ok(respond(
+                    StatusCode::NO_CONTENT,
+                    vec![],
+                    axum::body::Body::empty(),
+                ));
             }
             if existing.is_some() {
                 client
                     .update_container_meta(account, container, set, remove)
                     .await
                     .map_err(cluster_error)?;
-                return Ok(respond(StatusCode::ACCEPTED, vec![], axum::body::Body::empty()));
+                return Ok(respond(
+                    StatusCode::ACCEPTED,
+                    vec![],
+                    axum::body::Body::empty(),
+                ));
             }
             client
                 .put_container(account, container, set)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(StatusCode::CREATED, vec![], axum::body::Body::empty()))
+            Ok(respond(
+                StatusCode::CREATED,
+                vec![],
+                axum::body::Body::empty(),
+            ))
         }
         Method::DELETE => {
             require_owner(caller, account, true)?;
@@ -608,7 +656,11 @@ async fn container_request(
                 .delete_container(account, container)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(StatusCode::NO_CONTENT, vec![], axum::body::Body::empty()))
+            Ok(respond(
+                StatusCode::NO_CONTENT,
+                vec![],
+                axum::body::Body::empty(),
+            ))
         }
         _ => Err(SwiftError::new(405, "Method Not Allowed")),
     }
@@ -622,11 +674,17 @@ fn object_headers(info: &ObjectInfo) -> Vec<(String, String)> {
             "Last-Modified".into(),
             timestamp::last_modified_header(info.timestamp_micros()),
         ),
-        ("X-Timestamp".into(), timestamp::x_timestamp(info.timestamp_micros())),
+        (
+            "X-Timestamp".into(),
+            timestamp::x_timestamp(info.timestamp_micros()),
+        ),
         ("Accept-Ranges".into(), "bytes".into()),
     ];
     for (k, v) in info.user_meta() {
-        h.push((format!("X-Object-Meta-{}", constraints::title_case(k)), v.to_string()));
+        h.push((
+            format!("X-Object-Meta-{}", constraints::title_case(k)),
+            v.to_string(),
+        ));
     }
     for (key, name) in [
         (objects::SYS_CONTENT_ENCODING, "Content-Encoding"),
@@ -666,7 +724,16 @@ async fn object_request(
     }
     match method {
         Method::GET | Method::HEAD => {
-            get_object(ctx, req, account, container, object, mm.as_deref(), raw_query).await
+            get_object(
+                ctx,
+                req,
+                account,
+                container,
+                object,
+                mm.as_deref(),
+                raw_query,
+            )
+            .await
         }
         Method::PUT => {
             if let Some(from) = header(req, "x-copy-from") {
@@ -687,7 +754,11 @@ async fn object_request(
             if !existed {
                 return Err(SwiftError::not_found("Not Found"));
             }
-            Ok(respond(StatusCode::NO_CONTENT, vec![], axum::body::Body::empty()))
+            Ok(respond(
+                StatusCode::NO_CONTENT,
+                vec![],
+                axum::body::Body::empty(),
+            ))
         }
         Method::OPTIONS => Ok(respond(StatusCode::OK, vec![], axum::body::Body::empty())),
         _ if method.as_str() == "COPY" => {
@@ -744,7 +815,10 @@ async fn get_object(
     };
     if raw_manifest {
         headers.retain(|(k, _)| k != "Content-Type");
-        headers.push(("Content-Type".into(), "application/json; charset=utf-8".into()));
+        headers.push((
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        ));
     }
     // Conditional GETs.
     let etag = headers
@@ -761,7 +835,11 @@ async fn get_object(
     if let Some(m) = header(req, "if-none-match")
         && (m.trim() == "*" || m.split(',').any(|t| t.trim().trim_matches('"') == etag))
     {
-        return Ok(respond(StatusCode::NOT_MODIFIED, headers, axum::body::Body::empty()));
+        return Ok(respond(
+            StatusCode::NOT_MODIFIED,
+            headers,
+            axum::body::Body::empty(),
+        ));
     }
     let ranges = match header(req, "range") {
         Some(r) => range::parse_ranges(r, size)?,
@@ -793,9 +871,10 @@ async fn get_object(
             .await
             .map_err(cluster_error)?,
         Source::Slo(m) => objects.read_segments(account, m.plan_read(span.map(|(a, b)| (a, b)))),
-        Source::Dlo(c, segs) => {
-            objects.read_segments(account, dlo::plan_dlo_read(&c, &segs, span.map(|(a, b)| (a, b))))
-        }
+        Source::Dlo(c, segs) => objects.read_segments(
+            account,
+            dlo::plan_dlo_read(&c, &segs, span.map(|(a, b)| (a, b))),
+        ),
     };
     Ok(respond(status, headers, to_http(body)))
 }
@@ -900,7 +979,17 @@ async fn put_object(
         return Err(SwiftError::precondition_failed("Precondition Failed"));
     }
     if mm == Some("put") {
-        return put_slo(ctx, req, body, account, container, object, meta, content_type).await;
+        return put_slo(
+            ctx,
+            req,
+            body,
+            account,
+            container,
+            object,
+            meta,
+            content_type,
+        )
+        .await;
     }
     if let Some(m) = header(req, "x-object-manifest") {
         let (c, p) = dlo::parse_object_manifest(m)?;
@@ -919,15 +1008,18 @@ async fn put_object(
     };
     constraints::check_object_size(size)?;
     let expect_etag = header(req, "etag").map(|e| e.trim_matches('"').to_ascii_lowercase());
-    let (body, task) = ingest(
-        body,
-        PlainBody::<SwiftError>::new(),
-        size,
-        move |done| match &expect_etag {
-            Some(e) if *e != done.md5_hex() => Err(SwiftError::unprocessable("Unprocessable Entity")),
-            _ => Ok(()),
-        },
-    );
+    let (body, task) =
+        ingest(
+            body,
+            PlainBody::<SwiftError>::new(),
+            size,
+            move |done| match &expect_etag {
+                Some(e) if *e != done.md5_hex() => {
+                    Err(SwiftError::unprocessable("Unprocessable Entity"))
+                }
+                _ => Ok(()),
+            },
+        );
     let put = ObjectPut {
         account: account.into(),
         container: container.into(),
@@ -946,7 +1038,10 @@ async fn put_object(
         StatusCode::CREATED,
         vec![
             ("ETag".into(), format!("\"{}\"", ingested.md5_hex())),
-            ("Last-Modified".into(), timestamp::last_modified_header(written.timestamp.wall_micros)),
+            (
+                "Last-Modified".into(),
+                timestamp::last_modified_header(written.timestamp.wall_micros),
+            ),
             ("Content-Length".into(), "0".into()),
         ],
         axum::body::Body::empty(),
@@ -1001,7 +1096,10 @@ async fn put_slo(
         StatusCode::CREATED,
         vec![
             ("ETag".into(), format!("\"{etag}\"")),
-            ("Last-Modified".into(), timestamp::last_modified_header(written.timestamp.wall_micros)),
+            (
+                "Last-Modified".into(),
+                timestamp::last_modified_header(written.timestamp.wall_micros),
+            ),
         ],
         axum::body::Body::empty(),
     ))
@@ -1078,7 +1176,10 @@ async fn copy_inner(
             let size = reader.meta.size_bytes;
             (size, reader.read(None).await.map_err(cluster_error)?)
         }
-        Opened::Manifest(m) => (m.total_size(), objects.read_segments(account, m.plan_read(None))),
+        Opened::Manifest(m) => (
+            m.total_size(),
+            objects.read_segments(account, m.plan_read(None)),
+        ),
         Opened::Dynamic(c, p) => {
             let segs = objects
                 .dlo_segments(account, &c, &p)
@@ -1086,7 +1187,10 @@ async fn copy_inner(
                 .map_err(cluster_error)?;
             let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
             let size = dlo::dlo_total_size(&sized);
-            (size, objects.read_segments(account, dlo::plan_dlo_read(&c, &sized, None)))
+            (
+                size,
+                objects.read_segments(account, dlo::plan_dlo_read(&c, &sized, None)),
+            )
         }
     };
     let put = ObjectPut {
@@ -1109,7 +1213,10 @@ async fn copy_inner(
         vec![
             ("ETag".into(), format!("\"{etag}\"")),
             ("X-Copied-From".into(), format!("{sc}/{so}")),
-            ("Last-Modified".into(), timestamp::last_modified_header(written.timestamp.wall_micros)),
+            (
+                "Last-Modified".into(),
+                timestamp::last_modified_header(written.timestamp.wall_micros),
+            ),
             ("Content-Length".into(), "0".into()),
         ],
         axum::body::Body::empty(),

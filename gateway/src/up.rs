@@ -106,7 +106,10 @@ fn node_dir(data_dir: &Path, n: usize) -> PathBuf {
 async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpState> {
     let dir = &opts.data_dir;
     let new = cluster::create_cluster(store, "cairn-up").await?;
-    write_private(&dir.join("identity.key"), &hex::encode(new.identity_master_key))?;
+    write_private(
+        &dir.join("identity.key"),
+        &hex::encode(new.identity_master_key),
+    )?;
     std::fs::write(dir.join("ca.pem"), &new.ca.cert_pem)?;
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let gateway_cert = new.ca.issue_node("gateway", &[ip])?;
@@ -190,7 +193,8 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
     let state_path = dir.join("up.json");
     let state: UpState = if state_path.exists() {
         let text = std::fs::read_to_string(&state_path)?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", state_path.display()))?
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is malformed", state_path.display()))?
     } else {
         info!(dir = %dir.display(), "first start: creating the cluster");
         create(&opts, &store).await?
@@ -266,4 +270,3 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         endpoints,
     })
 }
-
