@@ -7,6 +7,7 @@
 //! bodies both ways ([`body`]).
 
 pub mod admin;
+pub mod admin_cli;
 pub mod body;
 pub mod cluster;
 pub mod node_engine;

@@ -17,6 +17,27 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Projects (= S3 owners = Swift accounts), through a gateway's admin API.
+    Project {
+        #[command(flatten)]
+        target: cairn_gateway::admin_cli::AdminTarget,
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Users and their roles, through a gateway's admin API.
+    User {
+        #[command(flatten)]
+        target: cairn_gateway::admin_cli::AdminTarget,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// S3 access keys, through a gateway's admin API.
+    Key {
+        #[command(flatten)]
+        target: cairn_gateway::admin_cli::AdminTarget,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// The all-in-one local cluster: three storage nodes, the control plane and the S3/Swift
     /// gateway in one process. The first start creates it under --data-dir; later starts
     /// reuse it. Prints the endpoints and credentials and writes <data-dir>/endpoints.json.
@@ -361,6 +382,179 @@ async fn run_lease_hold(
 }
 
 #[derive(Subcommand, Debug)]
+enum ProjectCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Delete {
+        /// Name or id.
+        project: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; with --project, also grant it --role there.
+    Create {
+        name: String,
+        #[arg(long, env = "CAIRN_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        project: Option<String>,
+        /// admin, member or reader.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    List,
+    Delete {
+        user: String,
+    },
+    /// Grant ROLE on PROJECT.
+    Grant {
+        user: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke ROLE on PROJECT.
+    Revoke {
+        user: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Create an S3 key pair for USER acting in PROJECT (the secret is shown once).
+    Create {
+        user: String,
+        #[arg(long)]
+        project: String,
+    },
+    List {
+        user: String,
+    },
+    Delete {
+        access_key: String,
+    },
+}
+
+async fn run_admin(
+    target: cairn_gateway::admin_cli::AdminTarget,
+    call: impl FnOnce() -> Vec<(&'static str, String, Option<serde_json::Value>)>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let client = cairn_gateway::admin_cli::AdminClient::connect(&target).await?;
+    let mut out = std::io::stdout().lock();
+    for (method, path, body) in call() {
+        let v = client.call(method, &path, body).await?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn project_calls(c: ProjectCommand) -> Vec<(&'static str, String, Option<serde_json::Value>)> {
+    match c {
+        ProjectCommand::Create { name, description } => vec![(
+            "POST",
+            "projects".into(),
+            Some(serde_json::json!({ "name": name, "description": description })),
+        )],
+        ProjectCommand::List => vec![("GET", "projects".into(), None)],
+        ProjectCommand::Delete { project } => {
+            vec![("DELETE", format!("projects/{}", enc(&project)), None)]
+        }
+    }
+}
+
+fn user_calls(c: UserCommand) -> Vec<(&'static str, String, Option<serde_json::Value>)> {
+    match c {
+        UserCommand::Create {
+            name,
+            password,
+            project,
+            role,
+        } => {
+            let mut calls = vec![(
+                "POST",
+                "users".to_string(),
+                Some(
+                    serde_json::json!({ "name": name, "password": password, "default_project": project }),
+                ),
+            )];
+            if let Some(p) = project {
+                calls.push((
+                    "PUT",
+                    format!(
+                        "projects/{}/users/{}/roles/{}",
+                        enc(&p),
+                        enc(&name),
+                        enc(&role)
+                    ),
+                    None,
+                ));
+            }
+            calls
+        }
+        UserCommand::List => vec![("GET", "users".into(), None)],
+        UserCommand::Delete { user } => vec![("DELETE", format!("users/{}", enc(&user)), None)],
+        UserCommand::Grant {
+            user,
+            project,
+            role,
+        } => vec![(
+            "PUT",
+            format!(
+                "projects/{}/users/{}/roles/{}",
+                enc(&project),
+                enc(&user),
+                enc(&role)
+            ),
+            None,
+        )],
+        UserCommand::Revoke {
+            user,
+            project,
+            role,
+        } => vec![(
+            "DELETE",
+            format!(
+                "projects/{}/users/{}/roles/{}",
+                enc(&project),
+                enc(&user),
+                enc(&role)
+            ),
+            None,
+        )],
+    }
+}
+
+fn key_calls(c: KeyCommand) -> Vec<(&'static str, String, Option<serde_json::Value>)> {
+    match c {
+        KeyCommand::Create { user, project } => vec![(
+            "POST",
+            format!("users/{}/keys", enc(&user)),
+            Some(serde_json::json!({ "project": project })),
+        )],
+        KeyCommand::List { user } => vec![("GET", format!("users/{}/keys", enc(&user)), None)],
+        KeyCommand::Delete { access_key } => {
+            vec![("DELETE", format!("keys/{}", enc(&access_key)), None)]
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
 enum CaCommand {
     /// Create a cluster CA: writes ca.pem and ca.key (mode 0600) into DIR.
     Init {
@@ -642,6 +836,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Node { config, check } => run_node(config, check).await,
+            Command::Project { target, command } => {
+                run_admin(target, || project_calls(command)).await
+            }
+            Command::User { target, command } => run_admin(target, || user_calls(command)).await,
+            Command::Key { target, command } => run_admin(target, || key_calls(command)).await,
             Command::Up {
                 data_dir,
                 s3_port,
