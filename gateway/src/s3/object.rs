@@ -185,7 +185,8 @@ async fn put(
     Ok(r)
 }
 
-fn object_headers(r: &mut Response, info: &ObjectInfo, req: &S3Request) {
+/// `whole`: the answer carries the whole object (a stored checksum describes only that).
+fn object_headers(r: &mut Response, info: &ObjectInfo, req: &S3Request, whole: bool) {
     set_header(r, "etag", &format!("\"{}\"", info.etag()));
     set_header(r, "last-modified", &http_date(info.last_modified_unix_ms()));
     set_header(r, "content-type", &info.meta.content_type);
@@ -201,7 +202,8 @@ fn object_headers(r: &mut Response, info: &ObjectInfo, req: &S3Request) {
     if let Some(n) = info.sys(objects::SYS_MPU_PARTS) {
         set_header(r, "x-amz-mp-parts-count", n);
     }
-    if req
+    if whole
+        && req
         .header("x-amz-checksum-mode")
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
     {
@@ -281,7 +283,7 @@ async fn get(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3Re
         None => (StatusCode::OK, 0, size),
     };
     let mut response = empty(status);
-    object_headers(&mut response, &info, req);
+    object_headers(&mut response, &info, req, range.is_none());
     set_header(&mut response, "content-length", &(end - start).to_string());
     if let Some(r) = &range {
         set_header(&mut response, "content-range", &r.content_range(size));

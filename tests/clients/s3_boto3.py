@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""S3 semantics through boto3 against a running Cairn gateway.
+
+Usage: s3_boto3.py ENDPOINTS_JSON OTHER_TENANT_KEY_JSON
+Every check asserts; the first failure exits non-zero with a traceback. Prints one line per
+check so a failure's context is in the test log.
+"""
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ep = json.load(open(sys.argv[1]))
+other = json.load(open(sys.argv[2]))
+S3 = ep["s3"]
+
+
+def client(ak=None, sk=None, **cfg):
+    return boto3.client(
+        "s3",
+        endpoint_url=S3["endpoint"],
+        region_name=S3["region"],
+        aws_access_key_id=ak or S3["access_key"],
+        aws_secret_access_key=sk or S3["secret_key"],
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                      retries={"max_attempts": 1}, **cfg),
+    )
+
+
+s3 = client()
+print("boto3", boto3.__version__, "botocore", botocore.__version__)
+
+
+def check(name):
+    print("ok:", name, flush=True)
+
+
+def error_code(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError("expected an error from %s" % fn.__name__)
+
+
+bucket = "boto-" + uuid.uuid4().hex[:12]
+s3.create_bucket(Bucket=bucket)
+assert error_code(s3.create_bucket, Bucket=bucket) == ("BucketAlreadyOwnedByYou", 409)
+assert error_code(s3.create_bucket, Bucket="Bad_Name")[0] == "InvalidBucketName"
+s3.head_bucket(Bucket=bucket)
+assert any(b["Name"] == bucket for b in s3.list_buckets()["Buckets"])
+loc = s3.get_bucket_location(Bucket=bucket)["LocationConstraint"]
+assert loc in (None, S3["region"]), loc
+check("buckets: create, duplicate, bad name, head, list, location")
+
+# Objects: metadata, content headers, ETag = MD5.
+body = os.urandom(300_000)
+r = s3.put_object(Bucket=bucket, Key="a/b.bin", Body=body, ContentType="application/x-test",
+                  Metadata={"color": "blue"}, ContentDisposition="attachment", CacheControl="max-age=5")
+assert r["ETag"] == '"%s"' % hashlib.md5(body).hexdigest(), r["ETag"]
+h = s3.head_object(Bucket=bucket, Key="a/b.bin")
+assert h["ContentLength"] == len(body) and h["ContentType"] == "application/x-test"
+assert h["Metadata"] == {"color": "blue"}, h["Metadata"]
+assert h["ContentDisposition"] == "attachment" and h["CacheControl"] == "max-age=5"
+g = s3.get_object(Bucket=bucket, Key="a/b.bin")
+assert g["Body"].read() == body
+check("put/head/get with metadata and content headers")
+
+# Ranges.
+g = s3.get_object(Bucket=bucket, Key="a/b.bin", Range="bytes=100-199")
+assert g["Body"].read() == body[100:200] and g["ContentRange"] == "bytes 100-199/%d" % len(body)
+g = s3.get_object(Bucket=bucket, Key="a/b.bin", Range="bytes=-10")
+assert g["Body"].read() == body[-10:]
+assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", Range="bytes=999999-")[0] == "InvalidRange"
+check("ranges incl. suffix and unsatisfiable")
+
+# Conditional requests.
+etag = h["ETag"]
+assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfMatch='"00000000000000000000000000000000"') == ("PreconditionFailed", 412)
+assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfNoneMatch=etag)[1] == 304
+s3.get_object(Bucket=bucket, Key="a/b.bin", IfMatch=etag)
+assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfModifiedSince=h["LastModified"])[1] == 304
+assert error_code(s3.put_object, Bucket=bucket, Key="a/b.bin", Body=b"x", IfNoneMatch="*") == ("PreconditionFailed", 412)
+s3.put_object(Bucket=bucket, Key="new-key", Body=b"x", IfNoneMatch="*")
+check("conditional GET and conditional PUT")
+
+# Checksums (boto3 >= 1.36 sends CRC32 trailers by default; ask for SHA256 and CRC32C too).
+try:
+    import awscrt  # noqa: F401  botocore computes CRC32C only with it
+    algos = ("CRC32", "CRC32C", "SHA256")
+except ImportError:
+    algos = ("CRC32", "SHA256")
+for algo in algos:
+    r = s3.put_object(Bucket=bucket, Key="sum-" + algo, Body=body, ChecksumAlgorithm=algo)
+    assert "Checksum" + algo in r, r
+    assert s3.get_object(Bucket=bucket, Key="sum-" + algo)["Body"].read() == body
+check("x-amz-checksum uploads: " + "/".join(algos))
+
+# Copy, metadata directive.
+s3.copy_object(Bucket=bucket, Key="copy1", CopySource={"Bucket": bucket, "Key": "a/b.bin"})
+h2 = s3.head_object(Bucket=bucket, Key="copy1")
+assert h2["Metadata"] == {"color": "blue"} and h2["ETag"] == etag
+s3.copy_object(Bucket=bucket, Key="copy2", CopySource={"Bucket": bucket, "Key": "a/b.bin"},
+               MetadataDirective="REPLACE", Metadata={"shape": "round"}, ContentType="text/plain")
+h3 = s3.head_object(Bucket=bucket, Key="copy2")
+assert h3["Metadata"] == {"shape": "round"} and h3["ContentType"] == "text/plain"
+assert error_code(s3.copy_object, Bucket=bucket, Key="a/b.bin", CopySource={"Bucket": bucket, "Key": "a/b.bin"})[0] == "InvalidRequest"
+check("copy with COPY and REPLACE directives; copy onto itself refused")
+
+# Multipart: create, upload parts (one by copy), list, complete, abort, list uploads.
+key = "mpu/object"
+up = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/test", Metadata={"m": "1"})
+uid = up["UploadId"]
+p1 = os.urandom(5 * 1024 * 1024)
+p2 = os.urandom(1024 * 1024)
+e1 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+e2 = s3.upload_part_copy(Bucket=bucket, Key=key, UploadId=uid, PartNumber=2,
+                         CopySource={"Bucket": bucket, "Key": "a/b.bin"},
+                         CopySourceRange="bytes=0-99999")["CopyPartResult"]["ETag"]
+e3 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=3, Body=p2)["ETag"]
+parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid)["Parts"]
+assert [p["PartNumber"] for p in parts] == [1, 2, 3], parts
+ups = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+assert any(u["UploadId"] == uid for u in ups), ups
+# Part 2 is 100,000 bytes: too small for a middle part.
+assert error_code(s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=uid,
+                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}, {"PartNumber": 3, "ETag": e3}]})[0] == "EntityTooSmall"
+assert error_code(s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=uid,
+                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"' + "0" * 32 + '"'}]})[0] == "InvalidPart"
+done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=uid,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}]})
+md5s = hashlib.md5(hashlib.md5(p1).digest() + hashlib.md5(p2).digest()).hexdigest()
+assert done["ETag"] == '"%s-2"' % md5s, (done["ETag"], md5s)
+g = s3.get_object(Bucket=bucket, Key=key)
+assert g["ContentType"] == "video/test" and g["Metadata"] == {"m": "1"}
+assert g["Body"].read() == p1 + p2
+g = s3.get_object(Bucket=bucket, Key=key, Range="bytes=%d-%d" % (len(p1) - 5, len(p1) + 4))
+assert g["Body"].read() == (p1 + p2)[len(p1) - 5:len(p1) + 5]
+assert error_code(s3.upload_part, Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=b"x")[0] == "NoSuchUpload"
+up2 = s3.create_multipart_upload(Bucket=bucket, Key="aborted")["UploadId"]
+s3.upload_part(Bucket=bucket, Key="aborted", UploadId=up2, PartNumber=1, Body=b"abc")
+s3.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=up2)
+assert not any(u["UploadId"] == up2 for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+check("multipart: parts, copy part, list parts/uploads, validation, complete, ranged read, abort")
+
+# Listings: 2,500 keys paginated (v2 and v1), delimiter, start-after, url encoding.
+lb = "list-" + uuid.uuid4().hex[:12]
+s3.create_bucket(Bucket=lb)
+names = ["k/%04d" % i for i in range(2500)] + ["top-%d" % i for i in range(5)] + ["sp ace+plus"]
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda n: s3.put_object(Bucket=lb, Key=n, Body=b"."), names))
+got = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=lb, PaginationConfig={"PageSize": 1000}):
+    got += [o["Key"] for o in page.get("Contents", [])]
+assert got == sorted(names), (len(got), got[:3])
+got1 = []
+for page in s3.get_paginator("list_objects").paginate(Bucket=lb):
+    got1 += [o["Key"] for o in page.get("Contents", [])]
+assert got1 == sorted(names)
+d = s3.list_objects_v2(Bucket=lb, Delimiter="/")
+assert [p["Prefix"] for p in d["CommonPrefixes"]] == ["k/"] and len(d["Contents"]) == 6, d
+sa = s3.list_objects_v2(Bucket=lb, StartAfter="k/2497", Prefix="k/")
+assert [o["Key"] for o in sa["Contents"]] == ["k/2498", "k/2499"]
+mk = s3.list_objects_v2(Bucket=lb, MaxKeys=7, Prefix="k/")
+assert mk["KeyCount"] == 7 and mk["IsTruncated"]
+v = s3.list_object_versions(Bucket=lb, Prefix="top-")
+assert [x["Key"] for x in v["Versions"]] == ["top-%d" % i for i in range(5)] and v["Versions"][0]["VersionId"] == "null"
+check("listings: 2,506 keys paginated v1/v2, delimiter, start-after, max-keys, versions")
+
+# DeleteObjects batch, then the bucket is deletable.
+keys = [{"Key": n} for n in names]
+for i in range(0, len(keys), 1000):
+    r = s3.delete_objects(Bucket=lb, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+    assert not r.get("Errors"), r
+assert s3.list_objects_v2(Bucket=lb)["KeyCount"] == 0
+s3.delete_bucket(Bucket=lb)
+assert error_code(s3.head_bucket, Bucket=lb)[1] == 404
+assert error_code(s3.delete_bucket, Bucket=bucket)[0] == "BucketNotEmpty"
+check("DeleteObjects batch; delete bucket; non-empty bucket refused")
+
+# Presigned URLs: GET, PUT, expiry.
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a/b.bin"}, ExpiresIn=60)
+assert urllib.request.urlopen(url).read() == body
+put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "presigned-put"}, ExpiresIn=60)
+req = urllib.request.Request(put_url, data=b"via presigned", method="PUT")
+urllib.request.urlopen(req).read()
+assert s3.get_object(Bucket=bucket, Key="presigned-put")["Body"].read() == b"via presigned"
+short = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a/b.bin"}, ExpiresIn=1)
+time.sleep(2.5)
+try:
+    urllib.request.urlopen(short)
+    raise AssertionError("expired presigned URL worked")
+except urllib.error.HTTPError as e:
+    assert e.code == 403 and b"<Code>AccessDenied</Code>" in e.read()
+tampered = url.replace("a/b.bin", "a/c.bin")
+try:
+    urllib.request.urlopen(tampered)
+    raise AssertionError("tampered presigned URL worked")
+except urllib.error.HTTPError as e:
+    assert e.code == 403 and b"SignatureDoesNotMatch" in e.read()
+check("presigned GET/PUT; expired and tampered URLs refused")
+
+# Negative: bad secret, unknown key, wrong tenant, malformed XML, oversized headers.
+bad = client(sk="x" * 40)
+assert error_code(bad.list_buckets) == ("SignatureDoesNotMatch", 403)
+assert error_code(client(ak="AKIAUNKNOWNUNKNOWN00").list_buckets)[0] == "InvalidAccessKeyId"
+t2 = client(ak=other["access_key"], sk=other["secret_key"])
+assert bucket not in [b["Name"] for b in t2.list_buckets()["Buckets"]]
+assert error_code(t2.get_object, Bucket=bucket, Key="a/b.bin")[0] == "NoSuchBucket"
+assert error_code(t2.put_object, Bucket=bucket, Key="evil", Body=b"x")[0] == "NoSuchBucket"
+assert error_code(t2.delete_object, Bucket=bucket, Key="a/b.bin")[0] == "NoSuchBucket"
+assert s3.get_object(Bucket=bucket, Key="a/b.bin")["Body"].read() == body
+check("bad signature, unknown key, other tenant sees nothing and changes nothing")
+
+# Malformed XML: raw signed request with a broken body.
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+creds = boto3.Session(aws_access_key_id=S3["access_key"], aws_secret_access_key=S3["secret_key"]).get_credentials()
+
+
+def raw(method, path, data=b"", headers=None):
+    req = AWSRequest(method=method, url=S3["endpoint"] + path, data=data, headers=headers or {})
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(data).hexdigest()
+    SigV4Auth(creds, "s3", S3["region"]).add_auth(req)
+    r = urllib.request.Request(req.url, data=data if method in ("PUT", "POST") else None, method=method, headers=dict(req.headers))
+    try:
+        resp = urllib.request.urlopen(r)
+        return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+status, text = raw("POST", "/%s?delete" % bucket, b"<Delete><Object><Key>a/b.bin</Key></Object")
+assert status == 400 and b"<Code>MalformedXML</Code>" in text, (status, text)
+status, text = raw("POST", "/%s/mpu/x?uploadId=%s" % (bucket, "f" * 32), b"<CompleteMultipartUpload><Part>")
+assert status == 404 and b"NoSuchUpload" in text, (status, text)
+status, text = raw("GET", "/%s/a/b.bin" % bucket, headers={"x-amz-meta-pad": "p" * 20000})
+assert status == 400 and b"RequestHeaderSectionTooLarge" in text, (status, text)
+assert s3.head_object(Bucket=bucket, Key="a/b.bin")["ContentLength"] == len(body)
+check("malformed XML and oversized headers refused with S3 errors; nothing changed")
+
+# Clean up.
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for o in page.get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=o["Key"])
+s3.delete_bucket(Bucket=bucket)
+check("cleanup")
+print("ALL BOTO3 CHECKS PASSED")
