@@ -6,8 +6,9 @@
 //! `X-Object-Meta-<name>`, so both APIs see the same); `sys-*` keys are the gateway's own and
 //! can never be set by a client header.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cairn_engine::{BlobMeta, ListItem, ListQuery};
 use cairn_net::Body;
@@ -116,10 +117,18 @@ pub struct OpenObject {
     pub opened: Opened,
 }
 
+/// How long a container seen to exist is taken to exist without asking again. Swift's proxy
+/// caches container info the same way (60 s by default); a write racing the container's
+/// deletion by another gateway within this window lands in a deleted container, as in Swift.
+pub const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Containers remembered at most; the cache is cleared when full.
+pub const CONTAINER_CACHE_ENTRIES: usize = 10_000;
+
 /// The shared object layer.
 #[derive(Debug, Clone)]
 pub struct ObjectLayer {
     client: Arc<ClusterClient>,
+    seen: Arc<Mutex<HashMap<(String, String), Instant>>>,
 }
 
 pub fn now_unix_s() -> u64 {
@@ -131,7 +140,45 @@ pub fn now_unix_s() -> u64 {
 
 impl ObjectLayer {
     pub fn new(client: Arc<ClusterClient>) -> Self {
-        ObjectLayer { client }
+        ObjectLayer {
+            client,
+            seen: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether a container exists, answered from a short-lived cache when it was seen lately.
+    pub async fn container_exists(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<bool, ClientError> {
+        let key = (account.to_string(), container.to_string());
+        if let Ok(seen) = self.seen.lock()
+            && seen
+                .get(&key)
+                .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
+        {
+            return Ok(true);
+        }
+        let exists = self
+            .client
+            .container_info(account, container)
+            .await?
+            .is_some();
+        if exists && let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= CONTAINER_CACHE_ENTRIES {
+                seen.clear();
+            }
+            seen.insert(key, Instant::now());
+        }
+        Ok(exists)
+    }
+
+    /// Forgets a container (after deleting it here).
+    pub fn forget_container(&self, account: &str, container: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&(account.to_string(), container.to_string()));
+        }
     }
 
     pub fn client(&self) -> &ClusterClient {

@@ -66,6 +66,13 @@ impl Gateway {
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Small responses must not wait for the client's delayed ACK (Nagle).
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -118,6 +125,13 @@ async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Respo
     let request_id = new_request_id();
     let span = info_span!("http", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     let ctx = RequestCtx { state, request_id };
+    // A request whose body is left unread (refused before it was needed) ends its connection:
+    // the client's next request must not be parsed from the rest of that body.
+    let has_body = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|l| l.as_bytes() != b"0")
+        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
     async move {
         let path = req.uri().path();
         let response = if path == "/auth/v1.0" || path == "/auth/v1" {
@@ -131,6 +145,13 @@ async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Respo
         } else {
             crate::s3::handle(ctx.clone(), req).await
         };
+        let mut response = response;
+        if has_body && !response.status().is_success() {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         tracing::debug!(status = response.status().as_u16(), "answered");
         response
     }

@@ -652,6 +652,7 @@ async fn container_request(
         }
         Method::DELETE => {
             require_owner(caller, account, true)?;
+            ctx.state.objects.forget_container(account, container);
             client
                 .delete_container(account, container)
                 .await
@@ -957,12 +958,10 @@ async fn put_object(
     mm: Option<&str>,
 ) -> SwiftResult<Response> {
     let objects = &ctx.state.objects;
-    let client = objects.client();
-    if client
-        .head_container(account, container)
+    if !objects
+        .container_exists(account, container)
         .await
         .map_err(cluster_error)?
-        .is_none()
     {
         return Err(SwiftError::not_found("Not Found"));
     }

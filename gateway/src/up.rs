@@ -3,7 +3,7 @@
 //! share, and the S3/Swift gateway. The first start creates everything under `--data-dir`;
 //! later starts reuse it, so data survives restarts.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +25,9 @@ use crate::server::{Gateway, GatewayOptions};
 pub const UP_NODES: usize = 3;
 /// Partition power of the all-in-one ring: 256 partitions is plenty for three devices.
 const UP_PART_POWER: u8 = 8;
+/// Replication passes of the all-in-one nodes (Swift's default interval): three nodes share
+/// one machine with the gateway, so passes are spaced more than a dedicated node's.
+const UP_REPLICATOR_INTERVAL_MS: u64 = 30_000;
 /// The gateway's timestamp node id (storage nodes are 1..=UP_NODES).
 const GATEWAY_NODE_ID: u32 = 1000;
 
@@ -111,7 +114,9 @@ async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpStat
         &hex::encode(new.identity_master_key),
     )?;
     std::fs::write(dir.join("ca.pem"), &new.ca.cert_pem)?;
-    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    // The nodes serve on the gateway's address: one loopback address per cluster keeps
+    // clusters started side by side (tests) from racing for the same free ports.
+    let ip = opts.listen.ip();
     let gateway_cert = new.ca.issue_node("gateway", &[ip])?;
     write_private(&dir.join("gateway.key"), &gateway_cert.key_pem)?;
     std::fs::write(dir.join("gateway.pem"), &gateway_cert.cert_pem)?;
@@ -144,6 +149,7 @@ async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpStat
              node_id = {id}\nlisten = \"{ip}:{port}\"\nmetrics_listen = \"{ip}:{metrics}\"\n\n\
              [cluster]\nhash_prefix = \"{hp}\"\nhash_suffix = \"{hs}\"\nobject_ring = \"{ring}\"\n\n\
              [tls]\nca_cert = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+             [replicator]\ninterval_ms = {UP_REPLICATOR_INTERVAL_MS}\n\n\
              [[device]]\nname = \"d1\"\npath = \"{dev}\"\n",
             id = n + 1,
             hp = new.record.hash_prefix,

@@ -33,7 +33,7 @@ def client(ak=None, sk=None, **cfg):
         aws_access_key_id=ak or S3["access_key"],
         aws_secret_access_key=sk or S3["secret_key"],
         config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                      retries={"max_attempts": 1}, **cfg),
+                      retries={"max_attempts": 1}, read_timeout=300, **cfg),
     )
 
 
@@ -90,9 +90,12 @@ assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfMatch='"0000000
 assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfNoneMatch=etag)[1] == 304
 s3.get_object(Bucket=bucket, Key="a/b.bin", IfMatch=etag)
 assert error_code(s3.get_object, Bucket=bucket, Key="a/b.bin", IfModifiedSince=h["LastModified"])[1] == 304
-assert error_code(s3.put_object, Bucket=bucket, Key="a/b.bin", Body=b"x", IfNoneMatch="*") == ("PreconditionFailed", 412)
-s3.put_object(Bucket=bucket, Key="new-key", Body=b"x", IfNoneMatch="*")
-check("conditional GET and conditional PUT")
+if "IfNoneMatch" in s3.meta.service_model.operation_model("PutObject").input_shape.members:
+    assert error_code(s3.put_object, Bucket=bucket, Key="a/b.bin", Body=b"x", IfNoneMatch="*") == ("PreconditionFailed", 412)
+    s3.put_object(Bucket=bucket, Key="new-key", Body=b"x", IfNoneMatch="*")
+    check("conditional GET and conditional PUT")
+else:
+    check("conditional GET (this botocore has no conditional PUT)")
 
 # Checksums (boto3 >= 1.36 sends CRC32 trailers by default; ask for SHA256 and CRC32C too).
 try:
@@ -156,7 +159,8 @@ check("multipart: parts, copy part, list parts/uploads, validation, complete, ra
 # Listings: 2,500 keys paginated (v2 and v1), delimiter, start-after, url encoding.
 lb = "list-" + uuid.uuid4().hex[:12]
 s3.create_bucket(Bucket=lb)
-names = ["k/%04d" % i for i in range(2500)] + ["top-%d" % i for i in range(5)] + ["sp ace+plus"]
+LIST_KEYS = int(os.environ.get("LIST_KEYS", "2500"))
+names = ["k/%04d" % i for i in range(LIST_KEYS)] + ["top-%d" % i for i in range(5)] + ["sp ace+plus"]
 from concurrent.futures import ThreadPoolExecutor
 with ThreadPoolExecutor(16) as pool:
     list(pool.map(lambda n: s3.put_object(Bucket=lb, Key=n, Body=b"."), names))
@@ -170,13 +174,13 @@ for page in s3.get_paginator("list_objects").paginate(Bucket=lb):
 assert got1 == sorted(names)
 d = s3.list_objects_v2(Bucket=lb, Delimiter="/")
 assert [p["Prefix"] for p in d["CommonPrefixes"]] == ["k/"] and len(d["Contents"]) == 6, d
-sa = s3.list_objects_v2(Bucket=lb, StartAfter="k/2497", Prefix="k/")
-assert [o["Key"] for o in sa["Contents"]] == ["k/2498", "k/2499"]
+sa = s3.list_objects_v2(Bucket=lb, StartAfter="k/%04d" % (LIST_KEYS - 3), Prefix="k/")
+assert [o["Key"] for o in sa["Contents"]] == ["k/%04d" % (LIST_KEYS - 2), "k/%04d" % (LIST_KEYS - 1)]
 mk = s3.list_objects_v2(Bucket=lb, MaxKeys=7, Prefix="k/")
 assert mk["KeyCount"] == 7 and mk["IsTruncated"]
 v = s3.list_object_versions(Bucket=lb, Prefix="top-")
 assert [x["Key"] for x in v["Versions"]] == ["top-%d" % i for i in range(5)] and v["Versions"][0]["VersionId"] == "null"
-check("listings: 2,506 keys paginated v1/v2, delimiter, start-after, max-keys, versions")
+check("listings: %d keys paginated v1/v2, delimiter, start-after, max-keys, versions" % len(names))
 
 # DeleteObjects batch, then the bucket is deletable.
 keys = [{"Key": n} for n in names]

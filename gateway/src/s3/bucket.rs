@@ -10,6 +10,7 @@ use cairn_s3_proto::xml::{
     ListVersions, ObjectEntry, Owner,
 };
 use cairn_s3_proto::{S3ErrorCode, names};
+use futures::StreamExt;
 use http::{Method, StatusCode};
 
 use super::{S3Request, S3Result, cluster_error, empty, err, xml_response};
@@ -18,6 +19,8 @@ use crate::server::RequestCtx;
 
 /// A bucket's region, kept in its container record.
 const SYS_LOCATION: &str = "sys-location";
+/// Objects a DeleteObjects request deletes at once.
+const DELETE_CONCURRENCY: usize = 16;
 /// S3's page limit for listings.
 pub(crate) const MAX_KEYS: usize = 1000;
 
@@ -37,11 +40,10 @@ pub(crate) async fn require_bucket(
     let found = ctx
         .state
         .objects
-        .client()
-        .head_container(&req.account, bucket)
+        .container_exists(&req.account, bucket)
         .await
         .map_err(cluster_error)?;
-    if found.is_none() {
+    if !found {
         return Err(err(
             S3ErrorCode::NoSuchBucket,
             "The specified bucket does not exist",
@@ -129,6 +131,7 @@ pub(crate) async fn handle(
             }
             require_bucket(ctx, req, &bucket).await?;
             let client = ctx.state.objects.client();
+            ctx.state.objects.forget_container(&req.account, &bucket);
             client
                 .delete_container(&req.account, &bucket)
                 .await
@@ -508,14 +511,19 @@ async fn delete_objects(
         }
     }
     let request = xml::parse_delete(&doc)?;
+    // Deletes run a bounded number at a time; answers keep the request's order.
+    let objects = &ctx.state.objects;
+    let account = req.account.as_str();
+    let outcomes: Vec<_> = futures::stream::iter(request.objects.into_iter().map(|o| async move {
+        let r = objects.delete(account, bucket, &o.key, true).await;
+        (o, r)
+    }))
+    .buffered(DELETE_CONCURRENCY)
+    .collect()
+    .await;
     let mut result = DeleteResult::default();
-    for o in request.objects {
-        match ctx
-            .state
-            .objects
-            .delete(&req.account, bucket, &o.key, true)
-            .await
-        {
+    for (o, r) in outcomes {
+        match r {
             Ok(_) => {
                 if !request.quiet {
                     result.deleted.push(DeletedEntry {

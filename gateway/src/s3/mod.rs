@@ -184,8 +184,16 @@ pub async fn handle(ctx: RequestCtx, req: Request) -> Response {
     let mut response = match handle_inner(&ctx, req).await {
         Ok(r) => r,
         Err(e) => {
-            if e.code == S3ErrorCode::InternalError {
-                warn!(error = %e.message, "internal error");
+            match e.code {
+                S3ErrorCode::InternalError => warn!(error = %e.message, "internal error"),
+                S3ErrorCode::SignatureDoesNotMatch
+                | S3ErrorCode::AccessDenied
+                | S3ErrorCode::InvalidAccessKeyId
+                | S3ErrorCode::IncompleteBody
+                | S3ErrorCode::BadDigest => {
+                    tracing::info!(code = %e.code.as_str(), error = %e.message, "request refused")
+                }
+                _ => {}
             }
             error_response(&ctx, &e, head)
         }

@@ -204,8 +204,8 @@ fn object_headers(r: &mut Response, info: &ObjectInfo, req: &S3Request, whole: b
     }
     if whole
         && req
-        .header("x-amz-checksum-mode")
-        .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
+            .header("x-amz-checksum-mode")
+            .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
     {
         for (k, v) in &info.meta.user_meta {
             if let Some(a) = k.strip_prefix(SYS_CHECKSUM_PREFIX) {

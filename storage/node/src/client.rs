@@ -373,6 +373,7 @@ impl ClusterClient {
                 }
             }
         }
+        finish_in_background(calls);
         match outcome {
             Some(ReadOutcome::Answered { newest, .. }) => {
                 let found = newest.filter(|(_, v, _)| !v.tombstone).map(|(_, v, meta)| {
@@ -566,6 +567,7 @@ impl ClusterClient {
                 }
             }
         }
+        finish_in_background(calls);
         if answers.len() < crate::core::read_quorum(primaries.len()) {
             return Err(ClientError::NoQuorum(last_error));
         }
@@ -788,6 +790,28 @@ impl ClusterClient {
             }
         })
         .await
+    }
+
+    /// A container's record merged from a read quorum, without its stats (one round trip
+    /// fewer than [`Self::head_container`]); `None` if it does not exist.
+    pub async fn container_info(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<Option<ListingInfo>, ClientError> {
+        let path = PathHasher::path_of(account, Some(container), None);
+        let mut info = ListingInfo::default();
+        for a in self
+            .read_answers(RingKind::Container, &path, |device, key| {
+                NodeRequest::GetListingInfo { device, key }
+            })
+            .await?
+        {
+            if let NodeResponse::Info(Some(i)) = a {
+                info.merge(&i);
+            }
+        }
+        Ok(info.exists().then_some(info))
     }
 
     /// A container's record (merged from a read quorum) and its object count and bytes (the
@@ -1092,4 +1116,20 @@ fn meta_changes(
         );
     }
     out
+}
+
+/// Calls still in flight when a read quorum was reached run to completion in the background:
+/// dropping one mid-call would cost its pooled connection (the peer's answer would have nowhere
+/// to go, so the connection is torn down and the next call pays a new TLS handshake).
+fn finish_in_background<F>(calls: FuturesUnordered<F>)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    if !calls.is_empty() {
+        tokio::spawn(async move {
+            let mut calls = calls;
+            while calls.next().await.is_some() {}
+        });
+    }
 }

@@ -387,9 +387,7 @@ struct ListingOverride {
 impl ListingOverride {
     fn from_meta(meta: &BTreeMap<String, String>) -> ListingOverride {
         ListingOverride {
-            size_bytes: meta
-                .get(LISTING_SIZE_OVERRIDE)
-                .and_then(|s| s.parse().ok()),
+            size_bytes: meta.get(LISTING_SIZE_OVERRIDE).and_then(|s| s.parse().ok()),
             etag: meta.get(LISTING_ETAG_OVERRIDE).cloned(),
         }
     }
