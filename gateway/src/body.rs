@@ -79,6 +79,9 @@ impl<D> Ingested<D> {
     }
 }
 
+/// The task checking a body on its way in: its result says whether the body was accepted.
+pub type IngestTask<D> = JoinHandle<Result<Ingested<D>, <D as BodyDecoder>::Error>>;
+
 /// Streams `body` into a cluster [`Body`] through `decoder`. `size` is the object size the
 /// write was announced with: more or fewer bytes fail the body. `verify` runs after the last
 /// byte and before the body is marked complete: if it fails, the body ends in an error, so
@@ -88,7 +91,7 @@ pub fn ingest<D, V>(
     mut decoder: D,
     size: u64,
     verify: V,
-) -> (Body, JoinHandle<Result<Ingested<D>, D::Error>>)
+) -> (Body, IngestTask<D>)
 where
     D: BodyDecoder,
     V: FnOnce(&Ingested<D>) -> Result<(), D::Error> + Send + 'static,

@@ -871,11 +871,8 @@ async fn get_object(
             .read((start, end).into_option(size))
             .await
             .map_err(cluster_error)?,
-        Source::Slo(m) => objects.read_segments(account, m.plan_read(span.map(|(a, b)| (a, b)))),
-        Source::Dlo(c, segs) => objects.read_segments(
-            account,
-            dlo::plan_dlo_read(&c, &segs, span.map(|(a, b)| (a, b))),
-        ),
+        Source::Slo(m) => objects.read_segments(account, m.plan_read(span)),
+        Source::Dlo(c, segs) => objects.read_segments(account, dlo::plan_dlo_read(&c, &segs, span)),
     };
     Ok(respond(status, headers, to_http(body)))
 }
@@ -1047,6 +1044,7 @@ async fn put_object(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn put_slo(
     ctx: &RequestCtx,
     req: &Parts,

@@ -10,10 +10,9 @@ use cairn_s3_proto::chunked::{ChunkedDecoder, ChunkedMode, Decoded};
 use cairn_s3_proto::sigv4::PayloadMode;
 use cairn_s3_proto::{S3Error, S3ErrorCode};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 
 use super::{S3Request, S3Result, err};
-use crate::body::{BodyDecoder, Ingested, ingest};
+use crate::body::{BodyDecoder, IngestTask, Ingested, ingest};
 use crate::objects::SYS_CHECKSUM_PREFIX;
 
 /// Decodes and checks one S3 body.
@@ -215,14 +214,7 @@ impl S3Body {
     }
 
     /// Streams the body into a cluster body, checked before it completes.
-    pub fn start(
-        self,
-        body: axum::body::Body,
-        size: u64,
-    ) -> (
-        cairn_net::Body,
-        JoinHandle<Result<Ingested<S3Body>, S3Error>>,
-    ) {
+    pub fn start(self, body: axum::body::Body, size: u64) -> (cairn_net::Body, IngestTask<S3Body>) {
         ingest(body, self, size, |done: &Ingested<S3Body>| {
             if let Some(m) = &done.decoder.content_md5
                 && !content_md5_matches(m, &done.md5)?

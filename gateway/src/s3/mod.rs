@@ -206,9 +206,8 @@ pub async fn handle(ctx: RequestCtx, req: Request) -> Response {
 async fn handle_inner(ctx: &RequestCtx, req: Request) -> S3Result<Response> {
     let (parts, body) = req.into_parts();
     let req = authenticate(ctx, parts).await?;
-    if !matches!(*req.method(), Method::GET | Method::HEAD)
-        && !(req.principal.has_role(Role::Admin) || req.principal.has_role(Role::Member))
-    {
+    let writer = req.principal.has_role(Role::Admin) || req.principal.has_role(Role::Member);
+    if !writer && !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(err(
             S3ErrorCode::AccessDenied,
             "Access Denied: your role in this project is read-only",
