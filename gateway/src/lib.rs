@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admin_cli;
 pub mod body;
 pub mod cluster;
+pub mod expirer;
 pub mod node_engine;
 pub mod objects;
 pub mod s3;

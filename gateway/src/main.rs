@@ -51,6 +51,9 @@ enum Command {
         host: std::net::IpAddr,
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Seconds between passes of the object expirer (X-Delete-At).
+        #[arg(long, default_value_t = 60)]
+        expirer_interval_s: u64,
     },
     /// Object operations straight through the cluster client (an operator's tool until the
     /// S3/Swift gateway exists), authenticated with a node's certificate from its config.
@@ -768,12 +771,14 @@ async fn run_up(
     data_dir: PathBuf,
     listen: std::net::SocketAddr,
     region: String,
+    expirer_interval: std::time::Duration,
 ) -> anyhow::Result<()> {
     use std::io::Write;
     let up = cairn_gateway::up::start(cairn_gateway::up::UpOptions {
         data_dir: data_dir.clone(),
         listen,
         region,
+        expirer_interval,
     })
     .await?;
     let e = &up.endpoints;
@@ -846,7 +851,16 @@ fn main() -> anyhow::Result<()> {
                 s3_port,
                 host,
                 region,
-            } => run_up(data_dir, std::net::SocketAddr::new(host, s3_port), region).await,
+                expirer_interval_s,
+            } => {
+                run_up(
+                    data_dir,
+                    std::net::SocketAddr::new(host, s3_port),
+                    region,
+                    std::time::Duration::from_secs(expirer_interval_s.max(1)),
+                )
+                .await
+            }
             Command::Ca { command } => run_ca(command),
             Command::Init { meta, cluster, out } => run_init(meta, cluster, out).await,
             Command::Status { meta, json } => run_status(meta, json).await,

@@ -1003,6 +1003,7 @@ async fn put_object(
         None => 0,
     };
     constraints::check_object_size(size)?;
+    let delete_at = meta.get(objects::SYS_DELETE_AT).cloned();
     let expect_etag = header(req, "etag").map(|e| e.trim_matches('"').to_ascii_lowercase());
     let (body, task) =
         ingest(
@@ -1030,6 +1031,7 @@ async fn put_object(
         .map_err(|e| SwiftError::new(500, format!("body task: {e}")))?;
     let ingested = ingested?;
     let written = written.map_err(cluster_error)?;
+    schedule_expiry(ctx, &delete_at, account, container, object).await?;
     Ok(respond(
         StatusCode::CREATED,
         vec![
@@ -1100,6 +1102,22 @@ async fn put_slo(
         ],
         axum::body::Body::empty(),
     ))
+}
+
+/// Queues an object written with a delete time for the expirer.
+async fn schedule_expiry(
+    ctx: &RequestCtx,
+    delete_at: &Option<String>,
+    account: &str,
+    container: &str,
+    object: &str,
+) -> SwiftResult<()> {
+    if let Some(at) = delete_at.as_ref().and_then(|s| s.parse::<u64>().ok()) {
+        crate::expirer::schedule(ctx.state.objects.client(), at, account, container, object)
+            .await
+            .map_err(cluster_error)?;
+    }
+    Ok(())
 }
 
 /// Rewrites an object with new metadata (Swift's POST replaces all user metadata). The
@@ -1198,7 +1216,9 @@ async fn copy_inner(
         content_type,
         user_meta: meta,
     };
+    let delete_at = put.user_meta.get(objects::SYS_DELETE_AT).cloned();
     let written = objects.put(put, body).await.map_err(cluster_error)?;
+    schedule_expiry(ctx, &delete_at, account, container, object).await?;
     let etag = objects
         .head(account, container, object)
         .await

@@ -38,6 +38,8 @@ pub struct UpOptions {
     /// Gateway listen address (S3 and Swift); port 0 picks a free one.
     pub listen: SocketAddr,
     pub region: String,
+    /// How often the object expirer runs.
+    pub expirer_interval: std::time::Duration,
 }
 
 /// What a first start records so later starts find the same cluster.
@@ -241,6 +243,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         peers,
         NodeMetrics::new(),
     ));
+    let expirer = tokio::spawn(crate::expirer::run(client.clone(), opts.expirer_interval));
     let gateway = Gateway::start(
         GatewayOptions {
             listen: opts.listen,
@@ -248,7 +251,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         },
         client,
         identity,
-        vec![watch],
+        vec![watch, expirer],
     )
     .await?;
     let base = format!("http://{}", gateway.local_addr());

@@ -407,6 +407,39 @@ fn swift_cli_upload_slo_download_list_stat_post_tempurl() {
         );
         assert_eq!(String::from_utf8_lossy(&code.stdout), "401");
     }
+    // X-Delete-After: hidden once due, then reclaimed by the expirer (1 s passes here).
+    run_ok(
+        &mut swift(&[
+            "upload",
+            "-H",
+            "X-Delete-After: 8",
+            "--object-name",
+            "ephemeral",
+            "cont",
+            "small",
+        ]),
+        CLIENT_TIMEOUT,
+    );
+    let stat = run_ok(&mut swift(&["stat", "cont", "ephemeral"]), CLIENT_TIMEOUT);
+    assert!(
+        String::from_utf8_lossy(&stat.stdout).contains("200000"),
+        "{}",
+        text(&stat)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let list = run_ok(&mut swift(&["list", "cont"]), CLIENT_TIMEOUT);
+        let gone_from_listing = !String::from_utf8_lossy(&list.stdout).contains("ephemeral");
+        let head = run(&mut swift(&["stat", "cont", "ephemeral"]), CLIENT_TIMEOUT);
+        if gone_from_listing && !head.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired object still listed 40 s after upload"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     run_ok(&mut swift(&["delete", "cont", "large"]), CLIENT_TIMEOUT);
     let list = run_ok(&mut swift(&["list", "cont_segments"]), CLIENT_TIMEOUT);
     let segs = String::from_utf8_lossy(&list.stdout).to_string();

@@ -57,7 +57,16 @@ impl CairnUp {
             .unwrap();
         let start_len = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let child = Command::new(cairn_bin())
-            .args(["up", "--s3-port", "0", "--host", &host, "--data-dir"])
+            .args([
+                "up",
+                "--s3-port",
+                "0",
+                "--expirer-interval-s",
+                "1",
+                "--host",
+                &host,
+                "--data-dir",
+            ])
             .arg(dir)
             .env(
                 "CAIRN_LOG",
