@@ -374,7 +374,13 @@ async fn container_acl_check(
         return Err(refuse());
     };
     let acl = ContainerAcl::parse(&text, write).map_err(|_| refuse())?;
-    let subject = caller.subject();
+    let mut subject = caller.subject();
+    // ACLs name projects as users know them (`project:user`), so the name is needed too.
+    if let Some(s) = subject.as_mut()
+        && let Ok(Some(p)) = ctx.state.identity.get_project(&s.project_id).await
+    {
+        s.project_name = p.name;
+    }
     if acl.allows(subject.as_ref(), header(req, "referer"), listing) {
         Ok(())
     } else {

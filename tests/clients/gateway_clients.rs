@@ -483,3 +483,25 @@ fn restart_keeps_data_and_credentials() {
     );
     same_file(&f, &back);
 }
+
+#[test]
+fn swift_tenancy_acls_and_refusals() {
+    let up = CairnUp::start();
+    up.other_tenant("tenant-b");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/swift_acl.py");
+    let out = run(
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(up.endpoints_path())
+            .args(["tenant-b", "tenant-b", "tenant-pass-123"]),
+        CLIENT_TIMEOUT,
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("ALL SWIFT ACL CHECKS PASSED"),
+        "swift ACL checks failed:\n{}\n--- cairn up log (end)\n{}",
+        text(&out),
+        up.log_tail(40)
+    );
+}
