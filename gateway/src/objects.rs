@@ -288,6 +288,36 @@ impl ObjectLayer {
         Ok(out)
     }
 
+    /// The whole size of an opened object and a stream of `[start, end)` of it (everything
+    /// without `span`), whatever its kind: a blob, a manifest's segments or a DLO's.
+    pub async fn read_opened(
+        &self,
+        account: &str,
+        opened: Opened,
+        span: Option<(u64, u64)>,
+    ) -> Result<(u64, Body), ClientError> {
+        // Segment planners take inclusive ranges.
+        let inclusive = span.map(|(a, b)| (a, b.saturating_sub(1)));
+        Ok(match opened {
+            Opened::Plain(reader) => (reader.meta.size_bytes, reader.read(span).await?),
+            Opened::Manifest(m) => (
+                m.total_size(),
+                self.read_segments(account, m.plan_read(inclusive)),
+            ),
+            Opened::Dynamic(c, p) => {
+                let segs = self.dlo_segments(account, &c, &p).await?;
+                let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
+                (
+                    cairn_swift_proto::dlo::dlo_total_size(&sized),
+                    self.read_segments(
+                        account,
+                        cairn_swift_proto::dlo::plan_dlo_read(&c, &sized, inclusive),
+                    ),
+                )
+            }
+        })
+    }
+
     /// Streams the planned segment reads of a large object, one after another.
     pub fn read_segments(&self, account: &str, plan: Vec<SegmentRead>) -> Body {
         let (mut tx, out) = Body::channel();

@@ -1192,28 +1192,10 @@ async fn copy_inner(
     let content_type = header(req, "content-type")
         .map(str::to_string)
         .unwrap_or_else(|| info.meta.content_type.clone());
-    let (size, body) = match opened {
-        Opened::Plain(reader) => {
-            let size = reader.meta.size_bytes;
-            (size, reader.read(None).await.map_err(cluster_error)?)
-        }
-        Opened::Manifest(m) => (
-            m.total_size(),
-            objects.read_segments(account, m.plan_read(None)),
-        ),
-        Opened::Dynamic(c, p) => {
-            let segs = objects
-                .dlo_segments(account, &c, &p)
-                .await
-                .map_err(cluster_error)?;
-            let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
-            let size = dlo::dlo_total_size(&sized);
-            (
-                size,
-                objects.read_segments(account, dlo::plan_dlo_read(&c, &sized, None)),
-            )
-        }
-    };
+    let (size, body) = objects
+        .read_opened(account, opened, None)
+        .await
+        .map_err(cluster_error)?;
     let put = ObjectPut {
         account: account.into(),
         container: container.into(),

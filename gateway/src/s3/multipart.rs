@@ -18,8 +18,8 @@ use md5::Digest;
 
 use super::bucket::{owner, require_bucket};
 use super::ingest::S3Body;
-use super::object::{content_type, meta_from_headers, open_source, read_opened};
-use super::{S3Request, S3Result, cluster_error, empty, err, set_header, xml_response};
+use super::object::{content_type, meta_from_headers, open_source, read_opened, write_streamed};
+use super::{S3Request, S3Result, cluster_error, empty, err, xml_response};
 use crate::body::read_small;
 use crate::objects::{self, SYS_MPU_PARTS};
 use crate::server::RequestCtx;
@@ -230,18 +230,7 @@ async fn upload_part(
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::new(),
     };
-    let (body, task) = decoder.start(body, size);
-    let written = ctx.state.objects.put(put, body).await;
-    let ingested = task
-        .await
-        .map_err(|e| err(S3ErrorCode::InternalError, format!("body task: {e}")))??;
-    written.map_err(cluster_error)?;
-    let mut r = empty(StatusCode::OK);
-    set_header(&mut r, "etag", &format!("\"{}\"", ingested.md5_hex()));
-    if let Some((a, v)) = &ingested.decoder.computed {
-        set_header(&mut r, a.header_name(), v);
-    }
-    Ok(r)
+    write_streamed(ctx, put, decoder, body, size).await
 }
 
 /// Every stored part of an upload: `(number, etag, size, modified ms)`, in number order.

@@ -171,6 +171,19 @@ async fn put(
         content_type: content_type(req),
         user_meta: meta,
     };
+    write_streamed(ctx, put, decoder, body, size).await
+}
+
+/// Streams a request body into a write (an object or a part) and answers as S3 does: the
+/// ETag, and the checksum when one was sent. The body's own verdict (length, digests) wins
+/// over the write's: a refused body is why the write failed.
+pub(crate) async fn write_streamed(
+    ctx: &RequestCtx,
+    put: ObjectPut,
+    decoder: S3Body,
+    body: axum::body::Body,
+    size: u64,
+) -> S3Result<Response> {
     let (body, task) = decoder.start(body, size);
     let written = ctx.state.objects.put(put, body).await;
     let ingested = task
@@ -338,24 +351,13 @@ pub(crate) async fn read_opened(
     opened: Opened,
     span: Option<(u64, u64)>,
 ) -> S3Result<cairn_net::Body> {
-    let objects = &ctx.state.objects;
-    Ok(match opened {
-        Opened::Plain(reader) => reader.read(span).await.map_err(cluster_error)?,
-        Opened::Manifest(m) => {
-            objects.read_segments(account, m.plan_read(span.map(|(a, b)| (a, b - 1))))
-        }
-        Opened::Dynamic(c, p) => {
-            let segs = objects
-                .dlo_segments(account, &c, &p)
-                .await
-                .map_err(cluster_error)?;
-            let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
-            objects.read_segments(
-                account,
-                cairn_swift_proto::dlo::plan_dlo_read(&c, &sized, span.map(|(a, b)| (a, b - 1))),
-            )
-        }
-    })
+    let (_, body) = ctx
+        .state
+        .objects
+        .read_opened(account, opened, span)
+        .await
+        .map_err(cluster_error)?;
+    Ok(body)
 }
 
 async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3Result<Response> {

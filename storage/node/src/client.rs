@@ -689,10 +689,18 @@ impl ClusterClient {
     /// account that never had a record reads as an empty one: accounts exist with their project.
     pub async fn account_info(&self, account: &str) -> Result<ContainerInfo, ClientError> {
         let path = PathHasher::path_of(account, None, None);
+        let info = self.merged_info(RingKind::Account, &path).await?;
+        let stats = self.largest_stats(RingKind::Account, &path).await?;
+        Ok(ContainerInfo { info, stats })
+    }
+
+    /// A listing's record merged from a read quorum of its replicas.
+    async fn merged_info(&self, kind: RingKind, path: &str) -> Result<ListingInfo, ClientError> {
         let mut info = ListingInfo::default();
         for a in self
-            .read_answers(RingKind::Account, &path, |device, key| {
-                NodeRequest::GetListingInfo { device, key }
+            .read_answers(kind, path, |device, key| NodeRequest::GetListingInfo {
+                device,
+                key,
             })
             .await?
         {
@@ -700,9 +708,16 @@ impl ClusterClient {
                 info.merge(&i);
             }
         }
-        let stats = self
-            .read_answers(RingKind::Account, &path, |device, key| {
-                NodeRequest::ListingStats { device, key }
+        Ok(info)
+    }
+
+    /// A listing's count and bytes: the largest a replica of a read quorum reports (a replica
+    /// behind on updates only ever reports less).
+    async fn largest_stats(&self, kind: RingKind, path: &str) -> Result<ListingStats, ClientError> {
+        Ok(self
+            .read_answers(kind, path, |device, key| NodeRequest::ListingStats {
+                device,
+                key,
             })
             .await?
             .into_iter()
@@ -710,9 +725,8 @@ impl ClusterClient {
                 NodeResponse::Stats(s) => Some(s),
                 _ => None,
             })
-            .max_by_key(|s| s.object_count)
-            .unwrap_or_default();
-        Ok(ContainerInfo { info, stats })
+            .max_by_key(|s| (s.object_count, s.bytes))
+            .unwrap_or_default())
     }
 
     /// Deletes an empty container; `NotEmpty` if a read quorum shows objects in it.
@@ -800,17 +814,7 @@ impl ClusterClient {
         container: &str,
     ) -> Result<Option<ListingInfo>, ClientError> {
         let path = PathHasher::path_of(account, Some(container), None);
-        let mut info = ListingInfo::default();
-        for a in self
-            .read_answers(RingKind::Container, &path, |device, key| {
-                NodeRequest::GetListingInfo { device, key }
-            })
-            .await?
-        {
-            if let NodeResponse::Info(Some(i)) = a {
-                info.merge(&i);
-            }
-        }
+        let info = self.merged_info(RingKind::Container, &path).await?;
         Ok(info.exists().then_some(info))
     }
 
@@ -822,32 +826,11 @@ impl ClusterClient {
         container: &str,
     ) -> Result<Option<ContainerInfo>, ClientError> {
         let path = PathHasher::path_of(account, Some(container), None);
-        let infos = self
-            .read_answers(RingKind::Container, &path, |device, key| {
-                NodeRequest::GetListingInfo { device, key }
-            })
-            .await?;
-        let mut info = ListingInfo::default();
-        for a in infos {
-            if let NodeResponse::Info(Some(i)) = a {
-                info.merge(&i);
-            }
-        }
+        let info = self.merged_info(RingKind::Container, &path).await?;
         if !info.exists() {
             return Ok(None);
         }
-        let stats = self
-            .read_answers(RingKind::Container, &path, |device, key| {
-                NodeRequest::ListingStats { device, key }
-            })
-            .await?
-            .into_iter()
-            .filter_map(|a| match a {
-                NodeResponse::Stats(s) => Some(s),
-                _ => None,
-            })
-            .max_by_key(|s| (s.object_count, s.bytes))
-            .unwrap_or_default();
+        let stats = self.largest_stats(RingKind::Container, &path).await?;
         Ok(Some(ContainerInfo { info, stats }))
     }
 
