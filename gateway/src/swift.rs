@@ -449,17 +449,8 @@ async fn account_request(
             let info = client.account_info(account).await.map_err(cluster_error)?;
             let mut headers =
                 listing::account_headers(info.stats.object_count, 0, 0, &user_meta_of(&info.info));
-            headers.push((
-                "X-Timestamp".into(),
-                timestamp::x_timestamp(info.info.created.map(|t| t.wall_micros).unwrap_or(0)),
-            ));
-            if req.method == Method::HEAD {
-                headers.push(("Content-Length".into(), "0".into()));
-                return Ok(respond(
-                    StatusCode::NO_CONTENT,
-                    headers,
-                    axum::body::Body::empty(),
-                ));
+            if let Some(r) = record_head(&mut headers, &info.info, req.method == Method::HEAD) {
+                return Ok(r);
             }
             let params = ListingParams::parse(raw_query, header(req, "accept"))?;
             let page = client
@@ -499,6 +490,27 @@ async fn account_request(
         }
         _ => Err(SwiftError::new(405, "Method Not Allowed")),
     }
+}
+
+/// Adds an account's or container's `X-Timestamp`; answers a HEAD here (204, no body).
+fn record_head(
+    headers: &mut Vec<(String, String)>,
+    info: &cairn_engine::ListingInfo,
+    head: bool,
+) -> Option<Response> {
+    headers.push((
+        "X-Timestamp".into(),
+        timestamp::x_timestamp(info.created.map(|t| t.wall_micros).unwrap_or(0)),
+    ));
+    if !head {
+        return None;
+    }
+    headers.push(("Content-Length".into(), "0".into()));
+    Some(respond(
+        StatusCode::NO_CONTENT,
+        std::mem::take(headers),
+        axum::body::Body::empty(),
+    ))
 }
 
 fn listing_response(
@@ -562,17 +574,8 @@ async fn container_request(
                     None
                 },
             );
-            headers.push((
-                "X-Timestamp".into(),
-                timestamp::x_timestamp(found.info.created.map(|t| t.wall_micros).unwrap_or(0)),
-            ));
-            if method == Method::HEAD {
-                headers.push(("Content-Length".into(), "0".into()));
-                return Ok(respond(
-                    StatusCode::NO_CONTENT,
-                    headers,
-                    axum::body::Body::empty(),
-                ));
+            if let Some(r) = record_head(&mut headers, &found.info, method == Method::HEAD) {
+                return Ok(r);
             }
             let params = ListingParams::parse(raw_query, header(req, "accept"))?;
             let page = client

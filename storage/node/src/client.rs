@@ -647,15 +647,7 @@ impl ClusterClient {
             metadata: meta_changes(timestamp, set, remove),
         };
         let path = PathHasher::path_of(account, Some(container), None);
-        let strict = self
-            .write_listing(RingKind::Container, &path, |device, key| {
-                NodeRequest::MergeListingInfo {
-                    device,
-                    key,
-                    info: info.clone(),
-                }
-            })
-            .await?;
+        let strict = self.merge_info(RingKind::Container, &path, &info).await?;
         Ok(Written { timestamp, strict })
     }
 
@@ -673,15 +665,7 @@ impl ClusterClient {
             metadata: meta_changes(timestamp, set, remove),
         };
         let path = PathHasher::path_of(account, None, None);
-        let strict = self
-            .write_listing(RingKind::Account, &path, |device, key| {
-                NodeRequest::MergeListingInfo {
-                    device,
-                    key,
-                    info: info.clone(),
-                }
-            })
-            .await?;
+        let strict = self.merge_info(RingKind::Account, &path, &info).await?;
         Ok(Written { timestamp, strict })
     }
 
@@ -692,6 +676,21 @@ impl ClusterClient {
         let info = self.merged_info(RingKind::Account, &path).await?;
         let stats = self.largest_stats(RingKind::Account, &path).await?;
         Ok(ContainerInfo { info, stats })
+    }
+
+    /// Merges `info` into a listing's record on a write quorum of its replicas.
+    async fn merge_info(
+        &self,
+        kind: RingKind,
+        path: &str,
+        info: &ListingInfo,
+    ) -> Result<bool, ClientError> {
+        self.write_listing(kind, path, |device, key| NodeRequest::MergeListingInfo {
+            device,
+            key,
+            info: info.clone(),
+        })
+        .await
     }
 
     /// A listing's record merged from a read quorum of its replicas.
@@ -766,15 +765,7 @@ impl ClusterClient {
     ) -> Result<Written, ClientError> {
         let deleted = info.deleted == Some(timestamp);
         let path = PathHasher::path_of(account, Some(container), None);
-        let strict = self
-            .write_listing(RingKind::Container, &path, |device, key| {
-                NodeRequest::MergeListingInfo {
-                    device,
-                    key,
-                    info: info.clone(),
-                }
-            })
-            .await?;
+        let strict = self.merge_info(RingKind::Container, &path, &info).await?;
         self.account_entry(account, container, timestamp, deleted)
             .await?;
         Ok(Written { timestamp, strict })
