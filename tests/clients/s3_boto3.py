@@ -254,6 +254,61 @@ assert status == 400 and b"RequestHeaderSectionTooLarge" in text, (status, text)
 assert s3.head_object(Bucket=bucket, Key="a/b.bin")["ContentLength"] == len(body)
 check("malformed XML and oversized headers refused with S3 errors; nothing changed")
 
+# Bodies that do not check out are never stored: a wrong Content-MD5, a wrong
+# x-amz-content-sha256, and a body cut short by a client that goes away.
+import base64
+import socket
+from urllib.parse import urlparse
+
+status, text = raw("PUT", "/%s/bad-md5" % bucket, b"some bytes",
+                   headers={"Content-MD5": base64.b64encode(hashlib.md5(b"other").digest()).decode()})
+assert status == 400 and b"<Code>BadDigest</Code>" in text, (status, text)
+assert error_code(s3.head_object, Bucket=bucket, Key="bad-md5")[1] == 404
+
+
+def signed_headers(method, path, headers, payload_hash):
+    req = AWSRequest(method=method, url=S3["endpoint"] + path, headers=headers)
+    req.headers["x-amz-content-sha256"] = payload_hash
+    SigV4Auth(creds, "s3", S3["region"]).add_auth(req)
+    return dict(req.headers)
+
+
+def send_raw(method, path, headers, body, close_after=False):
+    u = urlparse(S3["endpoint"])
+    sock = socket.create_connection((u.hostname, u.port), timeout=30)
+    head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, u.netloc)
+    for k, v in headers.items():
+        if k.lower() != "host":
+            head += "%s: %s\r\n" % (k, v)
+    sock.sendall(head.encode() + b"\r\n" + body)
+    if close_after:
+        sock.shutdown(socket.SHUT_WR)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data and close_after is False:
+                break
+    except socket.timeout:
+        pass
+    sock.close()
+    return data
+
+
+wrong = hashlib.sha256(b"not the body").hexdigest()
+h = signed_headers("PUT", "/%s/bad-sha" % bucket, {"Content-Length": "10"}, wrong)
+reply = send_raw("PUT", "/%s/bad-sha" % bucket, h, b"0123456789")
+assert b"XAmzContentSHA256Mismatch" in reply, reply[:300]
+assert error_code(s3.head_object, Bucket=bucket, Key="bad-sha")[1] == 404
+h = signed_headers("PUT", "/%s/cut-short" % bucket, {"Content-Length": "100000"}, "UNSIGNED-PAYLOAD")
+send_raw("PUT", "/%s/cut-short" % bucket, h, b"x" * 1000, close_after=True)
+time.sleep(1)
+assert error_code(s3.head_object, Bucket=bucket, Key="cut-short")[1] == 404
+check("wrong Content-MD5, wrong payload hash and a truncated body store nothing")
+
 # Clean up.
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
     for o in page.get("Contents", []):
