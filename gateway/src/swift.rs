@@ -90,6 +90,11 @@ fn header_pairs(req: &Parts) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An answer that is only a status.
+fn status_only(status: StatusCode) -> Response {
+    respond(status, Vec::new(), axum::body::Body::empty())
+}
+
 fn respond(status: StatusCode, headers: Vec<(String, String)>, body: axum::body::Body) -> Response {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -482,11 +487,7 @@ async fn account_request(
                 .update_account_meta(account, set, remove)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(
-                StatusCode::NO_CONTENT,
-                vec![],
-                axum::body::Body::empty(),
-            ))
+            Ok(status_only(StatusCode::NO_CONTENT))
         }
         _ => Err(SwiftError::new(405, "Method Not Allowed")),
     }
@@ -632,32 +633,20 @@ async fn container_request(
                     .update_container_meta(account, container, set, remove)
                     .await
                     .map_err(cluster_error)?;
-                return Ok(respond(
-                    StatusCode::NO_CONTENT,
-                    vec![],
-                    axum::body::Body::empty(),
-                ));
+                return Ok(status_only(StatusCode::NO_CONTENT));
             }
             if existing.is_some() {
                 client
                     .update_container_meta(account, container, set, remove)
                     .await
                     .map_err(cluster_error)?;
-                return Ok(respond(
-                    StatusCode::ACCEPTED,
-                    vec![],
-                    axum::body::Body::empty(),
-                ));
+                return Ok(status_only(StatusCode::ACCEPTED));
             }
             client
                 .put_container(account, container, set)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(
-                StatusCode::CREATED,
-                vec![],
-                axum::body::Body::empty(),
-            ))
+            Ok(status_only(StatusCode::CREATED))
         }
         Method::DELETE => {
             require_owner(caller, account, true)?;
@@ -666,11 +655,7 @@ async fn container_request(
                 .delete_container(account, container)
                 .await
                 .map_err(cluster_error)?;
-            Ok(respond(
-                StatusCode::NO_CONTENT,
-                vec![],
-                axum::body::Body::empty(),
-            ))
+            Ok(status_only(StatusCode::NO_CONTENT))
         }
         _ => Err(SwiftError::new(405, "Method Not Allowed")),
     }
@@ -764,13 +749,9 @@ async fn object_request(
             if !existed {
                 return Err(SwiftError::not_found("Not Found"));
             }
-            Ok(respond(
-                StatusCode::NO_CONTENT,
-                vec![],
-                axum::body::Body::empty(),
-            ))
+            Ok(status_only(StatusCode::NO_CONTENT))
         }
-        Method::OPTIONS => Ok(respond(StatusCode::OK, vec![], axum::body::Body::empty())),
+        Method::OPTIONS => Ok(status_only(StatusCode::OK)),
         _ if method.as_str() == "COPY" => {
             let dest = header(req, "destination")
                 .ok_or_else(|| SwiftError::precondition_failed("Destination header required"))?;
