@@ -106,8 +106,25 @@ pub enum Opened {
     Plain(ObjectReader),
     /// A manifest (SLO or multipart): the segments, in order.
     Manifest(SloManifest),
-    /// A DLO: `(container, prefix)`.
-    Dynamic(String, String),
+    /// A DLO, its segments listed when it was opened.
+    Dynamic {
+        container: String,
+        /// `(object, size)` in name order.
+        segments: Vec<(String, u64)>,
+        /// Swift's DLO ETag: the MD5 of the segments' ETags.
+        etag: String,
+    },
+}
+
+impl Opened {
+    /// The size of the object a reader sees (a large object's, not its manifest's).
+    pub fn size(&self) -> u64 {
+        match self {
+            Opened::Plain(reader) => reader.meta.size_bytes,
+            Opened::Manifest(m) => m.total_size(),
+            Opened::Dynamic { segments, .. } => cairn_swift_proto::dlo::dlo_total_size(segments),
+        }
+    }
 }
 
 /// An object found and ready to read.
@@ -234,10 +251,17 @@ impl ObjectLayer {
             if let Some(dlo) = info.sys(SYS_DLO)
                 && let Some((c, p)) = dlo.split_once('/')
             {
-                let (c, p) = (c.to_string(), p.to_string());
+                let listed = self.dlo_segments(account, c, p).await?;
+                let etag = cairn_swift_proto::dlo::dlo_etag(listed.iter().map(|s| s.2.as_str()));
+                let segments = listed.into_iter().map(|s| (s.0, s.1)).collect();
+                let container = c.to_string();
                 return Ok(Some(OpenObject {
                     info,
-                    opened: Opened::Dynamic(c, p),
+                    opened: Opened::Dynamic {
+                        container,
+                        segments,
+                        etag,
+                    },
                 }));
             }
         }
@@ -247,8 +271,8 @@ impl ObjectLayer {
         }))
     }
 
-    /// A DLO's segments: the objects under its prefix, in name order.
-    pub async fn dlo_segments(
+    /// A DLO's segments: `(name, size, etag)` of the objects under its prefix, in name order.
+    async fn dlo_segments(
         &self,
         account: &str,
         container: &str,
@@ -288,33 +312,27 @@ impl ObjectLayer {
         Ok(out)
     }
 
-    /// The whole size of an opened object and a stream of `[start, end)` of it (everything
-    /// without `span`), whatever its kind: a blob, a manifest's segments or a DLO's.
+    /// Streams `[start, end)` of an opened object (everything without `span`), whatever its
+    /// kind: a blob, a manifest's segments or a DLO's.
     pub async fn read_opened(
         &self,
         account: &str,
         opened: Opened,
         span: Option<(u64, u64)>,
-    ) -> Result<(u64, Body), ClientError> {
+    ) -> Result<Body, ClientError> {
         // Segment planners take inclusive ranges.
         let inclusive = span.map(|(a, b)| (a, b.saturating_sub(1)));
         Ok(match opened {
-            Opened::Plain(reader) => (reader.meta.size_bytes, reader.read(span).await?),
-            Opened::Manifest(m) => (
-                m.total_size(),
-                self.read_segments(account, m.plan_read(inclusive)),
+            Opened::Plain(reader) => reader.read(span).await?,
+            Opened::Manifest(m) => self.read_segments(account, m.plan_read(inclusive)),
+            Opened::Dynamic {
+                container,
+                segments,
+                ..
+            } => self.read_segments(
+                account,
+                cairn_swift_proto::dlo::plan_dlo_read(&container, &segments, inclusive),
             ),
-            Opened::Dynamic(c, p) => {
-                let segs = self.dlo_segments(account, &c, &p).await?;
-                let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
-                (
-                    cairn_swift_proto::dlo::dlo_total_size(&sized),
-                    self.read_segments(
-                        account,
-                        cairn_swift_proto::dlo::plan_dlo_read(&c, &sized, inclusive),
-                    ),
-                )
-            }
         })
     }
 

@@ -13,8 +13,7 @@ use cairn_node::{ClientError, ObjectPut};
 use cairn_swift_proto::constraints::{self, MetaKind};
 use cairn_swift_proto::listing::{self, AccountItem, ContainerItem, ListingParams};
 use cairn_swift_proto::{
-    AclSubject, ContainerAcl, SegmentFacts, SloManifest, SwiftError, dlo, expiry, range, slo,
-    tempurl, timestamp,
+    AclSubject, ContainerAcl, SegmentFacts, SwiftError, dlo, expiry, range, slo, tempurl, timestamp,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -788,22 +787,11 @@ async fn get_object(
         .ok_or_else(|| SwiftError::not_found("Not Found"))?;
     let OpenObject { info, opened } = open;
     let mut headers = object_headers(&info);
-    // The whole object, and how to read a span of it.
-    let (size, source) = match opened {
-        Opened::Plain(reader) => (reader.meta.size_bytes, Source::Plain(reader)),
-        Opened::Manifest(m) => (m.total_size(), Source::Slo(m)),
-        Opened::Dynamic(c, p) => {
-            let segs = objects
-                .dlo_segments(account, &c, &p)
-                .await
-                .map_err(cluster_error)?;
-            let etag = dlo::dlo_etag(segs.iter().map(|s| s.2.as_str()));
-            headers.retain(|(k, _)| k != "ETag");
-            headers.push(("ETag".into(), format!("\"{etag}\"")));
-            let sized: Vec<(String, u64)> = segs.into_iter().map(|s| (s.0, s.1)).collect();
-            (dlo::dlo_total_size(&sized), Source::Dlo(c, sized))
-        }
-    };
+    let size = opened.size();
+    if let Opened::Dynamic { etag, .. } = &opened {
+        headers.retain(|(k, _)| k != "ETag");
+        headers.push(("ETag".into(), format!("\"{etag}\"")));
+    }
     if raw_manifest {
         headers.retain(|(k, _)| k != "Content-Type");
         headers.push((
@@ -856,31 +844,11 @@ async fn get_object(
     if req.method == Method::HEAD {
         return Ok(respond(status, headers, axum::body::Body::empty()));
     }
-    let body = match source {
-        Source::Plain(reader) => reader
-            .read((start, end).into_option(size))
-            .await
-            .map_err(cluster_error)?,
-        Source::Slo(m) => objects.read_segments(account, m.plan_read(span)),
-        Source::Dlo(c, segs) => objects.read_segments(account, dlo::plan_dlo_read(&c, &segs, span)),
-    };
+    let body = objects
+        .read_opened(account, opened, span.map(|(a, b)| (a, b + 1)))
+        .await
+        .map_err(cluster_error)?;
     Ok(respond(status, headers, to_http(body)))
-}
-
-enum Source {
-    Plain(cairn_node::ObjectReader),
-    Slo(SloManifest),
-    Dlo(String, Vec<(String, u64)>),
-}
-
-trait IntoOption {
-    fn into_option(self, size: u64) -> Option<(u64, u64)>;
-}
-
-impl IntoOption for (u64, u64) {
-    fn into_option(self, size: u64) -> Option<(u64, u64)> {
-        (self != (0, size)).then_some(self)
-    }
 }
 
 /// Object metadata a PUT or POST carries.
@@ -1176,7 +1144,8 @@ async fn copy_inner(
     let content_type = header(req, "content-type")
         .map(str::to_string)
         .unwrap_or_else(|| info.meta.content_type.clone());
-    let (size, body) = objects
+    let size = opened.size();
+    let body = objects
         .read_opened(account, opened, None)
         .await
         .map_err(cluster_error)?;

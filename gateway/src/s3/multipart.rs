@@ -171,7 +171,7 @@ async fn upload_part(
     if req.header("x-amz-copy-source").is_some() {
         // UploadPartCopy: the part's bytes come from another object (or a range of it).
         let (_, _, open) = open_source(ctx, req).await?;
-        let size = open.info.size();
+        let size = open.opened.size();
         let span = match req.header("x-amz-copy-source-range") {
             Some(h) => {
                 let r = parse_range(h, size)

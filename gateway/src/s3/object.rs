@@ -276,7 +276,7 @@ async fn get(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3Re
                 e.with_resource(key.to_string())
             }
         })?;
-    let size = info.size();
+    let size = opened.size();
     let range = match req.header("range") {
         Some(h) => match parse_range(h, size) {
             Ok(r) => r,
@@ -351,13 +351,11 @@ pub(crate) async fn read_opened(
     opened: Opened,
     span: Option<(u64, u64)>,
 ) -> S3Result<cairn_net::Body> {
-    let (_, body) = ctx
-        .state
+    ctx.state
         .objects
         .read_opened(account, opened, span)
         .await
-        .map_err(cluster_error)?;
-    Ok(body)
+        .map_err(cluster_error)
 }
 
 async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3Result<Response> {
@@ -396,7 +394,7 @@ async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3R
             .collect();
         (meta, info.meta.content_type.clone())
     };
-    let size = info.size();
+    let size = open.opened.size();
     let body = read_opened(ctx, &req.account, open.opened, None).await?;
     let put = ObjectPut {
         account: req.account.clone(),
