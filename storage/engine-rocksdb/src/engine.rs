@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// Segments holding bodies whose index write has not finished yet: compaction must not
     /// delete them even though no record points into them yet.
     pinned_segments: Mutex<HashMap<u64, usize>>,
+    /// Differs between openings of the device (see `StorageEngine::sync_extents`).
+    pub(crate) incarnation: u64,
 }
 
 /// Keeps a segment from being compacted away until the index write that references it is done.
@@ -88,6 +90,16 @@ pub(crate) fn file_name(id: u64) -> String {
 
 fn parse_id(name: &std::ffi::OsStr) -> Option<u64> {
     u64::from_str_radix(name.to_str()?, 16).ok()
+}
+
+/// A number unlikely to repeat across openings: the wall clock in nanoseconds mixed with the
+/// process id (two openings in one process get different clocks).
+fn new_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos as u64) ^ (u64::from(std::process::id()) << 40)
 }
 
 /// fsyncs a directory so a rename or create in it is durable.
@@ -135,6 +147,7 @@ impl Inner {
             next_file_id: AtomicU64::new(1),
             live_blob_bytes: AtomicU64::new(0),
             pinned_segments: Mutex::new(HashMap::new()),
+            incarnation: new_incarnation(),
         };
         inner.recover()?;
         Ok(inner)
@@ -305,6 +318,34 @@ impl Inner {
         self.get(key)?.map(|v| keys::decode(&v)).transpose()
     }
 
+    /// Writes a batch to the WAL without syncing it: durable at the next [`Inner::sync_wal`]
+    /// (or lost with the process before it, as NBD allows for writes before a FLUSH).
+    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<()> {
+        self.db
+            .write_opt(batch, &WriteOptions::default())
+            .map_err(|e| self.index_write_error(e))
+    }
+
+    /// Syncs the WAL: every write acknowledged so far becomes durable. A failure takes the device
+    /// out of service, as a failed fsync does.
+    pub(crate) fn sync_wal(&self) -> Result<()> {
+        fail::fail_point!("index-sync-error", |_| Err(
+            self.fail("failpoint index-sync-error".into())
+        ));
+        self.db
+            .flush_wal(true)
+            .map_err(|e| self.fail(format!("WAL sync failed: {e}")))
+    }
+
+    fn index_write_error(&self, e: rocksdb::Error) -> Error {
+        let text = e.to_string();
+        if text.contains("No space left") || text.contains("NoSpace") {
+            Error::DiskFull
+        } else {
+            self.fail(format!("index write failed: {text}"))
+        }
+    }
+
     /// Writes a batch durably (WAL synced before returning). A failure other than disk full takes
     /// the device out of service: RocksDB itself stops accepting writes after one.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -313,14 +354,9 @@ impl Inner {
         ))));
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("No space left") || text.contains("NoSpace") {
-                Error::DiskFull
-            } else {
-                self.fail(format!("index write failed: {text}"))
-            }
-        })
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| self.index_write_error(e))
     }
 
     pub(crate) fn segment_path(&self, id: u64) -> PathBuf {

@@ -11,10 +11,11 @@ pub(crate) const LISTING_ENTRY: u8 = b'l';
 pub(crate) const LISTING_INFO: u8 = b'i';
 pub(crate) const LISTING_STATS: u8 = b's';
 pub(crate) const EXTENT: u8 = b'e';
+pub(crate) const EXTENT_DATA: u8 = b'x';
 pub(crate) const FENCE: u8 = b'f';
 
 /// Kinds of key that carry a partition number after the tag byte.
-pub(crate) const PARTITIONED: [u8; 4] = [BLOB, LISTING_ENTRY, LISTING_INFO, EXTENT];
+pub(crate) const PARTITIONED: [u8; 5] = [BLOB, LISTING_ENTRY, LISTING_INFO, EXTENT, EXTENT_DATA];
 
 pub(crate) fn partition_prefix(tag: u8, partition: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
@@ -63,9 +64,19 @@ pub(crate) fn listing_meta(tag: u8, partition: u32, path: &str) -> Vec<u8> {
     k
 }
 
-/// Prefix of every piece of one extent object.
+/// Prefix of every piece record of one extent object.
 pub(crate) fn extent_prefix(partition: u32, image: &str, object_no: u64) -> Vec<u8> {
-    let mut k = partition_prefix(EXTENT, partition);
+    extent_prefix_of(EXTENT, partition, image, object_no)
+}
+
+/// Prefix of the data chunks of one extent object; a chunk's key adds the piece's tag and the
+/// chunk number, so a read fetches only the chunks it needs.
+pub(crate) fn extent_data_prefix(partition: u32, image: &str, object_no: u64) -> Vec<u8> {
+    extent_prefix_of(EXTENT_DATA, partition, image, object_no)
+}
+
+fn extent_prefix_of(kind: u8, partition: u32, image: &str, object_no: u64) -> Vec<u8> {
+    let mut k = partition_prefix(kind, partition);
     k.extend_from_slice(image.as_bytes());
     k.push(0);
     k.extend_from_slice(&object_no.to_be_bytes());
@@ -96,12 +107,13 @@ pub(crate) struct BlobRecord {
     pub(crate) location: Location,
 }
 
-/// An extent piece as stored: tag is in the key; `body` is CRC-chunked (`None` for a trim).
+/// An extent piece as stored: the tag is in the key; a data piece's bytes are in
+/// `EXTENT_DATA` chunks (each ≤ 64 KiB followed by its CRC32C), a trim has none.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PieceRecord {
     pub(crate) offset: u64,
     pub(crate) len_bytes: u64,
-    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) data: bool,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

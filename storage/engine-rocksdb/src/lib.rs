@@ -22,11 +22,10 @@ mod uring;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use cairn_engine::extent::{self, ExtentPiece};
 use cairn_engine::{
-    AuditReport, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, ExtentKey,
-    ExtentRead, Health, ListPage, ListQuery, ListingEntry, ListingInfo, ListingKey, ListingRecord,
+    AuditReport, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, ExtentChange,
+    ExtentKey, ExtentRead, ExtentWriteOpts, PieceMeta, Health, ListPage, ListQuery, ListingEntry, ListingInfo, ListingKey, ListingRecord,
     ListingStats, PartitionDigest, Result, StorageEngine, Timestamp, Usage, WriteOutcome, WriteTag,
 };
 
@@ -141,21 +140,35 @@ impl StorageEngine for RocksEngine {
         records::listing_records(&self.inner, partition, buckets).await
     }
 
-    async fn write_extent(
+    async fn change_extent(
         &self,
         key: &ExtentKey,
-        offset: u64,
-        data: Bytes,
+        change: ExtentChange,
         tag: WriteTag,
+        opts: &ExtentWriteOpts,
     ) -> Result<()> {
-        extent::validate_range(offset, data.len() as u64, false)?;
-        let piece = ExtentPiece {
-            tag,
-            offset,
-            len_bytes: data.len() as u64,
-            data: Some(data),
+        let piece = match change {
+            ExtentChange::Write { offset, data } => {
+                extent::validate_range(offset, data.len() as u64, false)?;
+                ExtentPiece {
+                    tag,
+                    offset,
+                    len_bytes: data.len() as u64,
+                    data: Some(data),
+                }
+            }
+            ExtentChange::Trim { offset, len_bytes } => {
+                extent::validate_range(offset, len_bytes, true)?;
+                ExtentPiece {
+                    tag,
+                    offset,
+                    len_bytes,
+                    data: None,
+                }
+            }
+            ExtentChange::DeleteObject => extent::delete_piece(tag),
         };
-        records::add_piece(&self.inner, key, piece).await
+        records::add_piece(&self.inner, key, piece, opts).await
     }
 
     async fn read_extent(
@@ -167,29 +180,22 @@ impl StorageEngine for RocksEngine {
         records::read_extent(&self.inner, key, offset, len_bytes).await
     }
 
-    async fn trim_extent(
+    async fn read_extent_pieces(
         &self,
         key: &ExtentKey,
         offset: u64,
         len_bytes: u64,
-        tag: WriteTag,
-    ) -> Result<()> {
-        extent::validate_range(offset, len_bytes, true)?;
-        records::add_piece(
-            &self.inner,
-            key,
-            ExtentPiece {
-                tag,
-                offset,
-                len_bytes,
-                data: None,
-            },
-        )
-        .await
+        upto: Option<WriteTag>,
+    ) -> Result<Vec<ExtentPiece>> {
+        records::read_extent_pieces(&self.inner, key, offset, len_bytes, upto).await
     }
 
-    async fn delete_extent_object(&self, key: &ExtentKey, tag: WriteTag) -> Result<()> {
-        records::add_piece(&self.inner, key, extent::delete_piece(tag)).await
+    async fn extent_piece_metas(&self, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
+        records::piece_metas(&self.inner, key).await
+    }
+
+    async fn sync_extents(&self) -> Result<u64> {
+        records::sync_extents(&self.inner).await
     }
 
     async fn fence(&self, image: &str, epoch: u64) -> Result<u64> {

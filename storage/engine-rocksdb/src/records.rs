@@ -7,12 +7,12 @@ use bytes::Bytes;
 use cairn_engine::chunk;
 use cairn_engine::digest::bucket_of;
 use cairn_engine::extent::{self, ExtentPiece};
-use cairn_engine::limits::{LIST_LIMIT_MAX, REPLICATION_ENTRIES_MAX};
+use cairn_engine::limits::{CHUNK_MAX_BYTES, LIST_LIMIT_MAX, REPLICATION_ENTRIES_MAX};
 use cairn_engine::listing::{ListSource, run_query};
 use cairn_engine::{
-    BlobEntry, Error, ExtentKey, ExtentRead, ListPage, ListQuery, ListingEntry, ListingInfo,
-    ListingKey, ListingRecord, ListingStats, PartitionDigest, Result, WriteOutcome, WriteTag, lww,
-    validate_name,
+    BlobEntry, Error, ExtentKey, ExtentRead, ExtentWriteOpts, ListPage, ListQuery, ListingEntry,
+    ListingInfo, ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result,
+    WriteOutcome, WriteTag, lww, validate_name,
 };
 use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, WriteBatch};
 
@@ -46,7 +46,14 @@ fn piece_key(prefix: &[u8], tag: WriteTag) -> Vec<u8> {
     k
 }
 
-fn load_pieces(inner: &Inner, prefix: &[u8]) -> Result<Vec<(Vec<u8>, ExtentPiece)>> {
+fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8> {
+    let mut k = piece_key(data_prefix, tag);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The piece records of one object (no bytes).
+fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<PieceMeta>> {
     let mut out = Vec::new();
     scan_prefix(inner, prefix, |k, v| {
         let tail = &k[prefix.len()..];
@@ -64,22 +71,12 @@ fn load_pieces(inner: &Inner, prefix: &[u8]) -> Result<Vec<(Vec<u8>, ExtentPiece
             ),
         };
         let rec: PieceRecord = keys::decode(v)?;
-        let data = match rec.body {
-            Some(body) => Some(Bytes::from(
-                chunk::decode_body(&body, rec.len_bytes)
-                    .map_err(|e| Error::Corrupt(format!("extent piece: {e}")))?,
-            )),
-            None => None,
-        };
-        out.push((
-            k.to_vec(),
-            ExtentPiece {
-                tag,
-                offset: rec.offset,
-                len_bytes: rec.len_bytes,
-                data,
-            },
-        ));
+        out.push(PieceMeta {
+            tag,
+            offset: rec.offset,
+            len_bytes: rec.len_bytes,
+            data: rec.data,
+        });
         Ok(true)
     })?;
     Ok(out)
@@ -105,15 +102,21 @@ fn check_fence(inner: &Inner, image: &str, epoch: u64, batch: &mut WriteBatch) -
     Ok(())
 }
 
-/// Adds a write or trim piece: fence check, drop pieces it hides, store it (one synced batch).
+fn chunk_count(len_bytes: u64) -> u64 {
+    len_bytes.div_ceil(CHUNK_MAX_BYTES as u64)
+}
+
+/// Adds a write, trim or delete piece: fence check, free the pieces it hides (unless a
+/// snapshot in `opts.keep` still sees them), store it — one batch, synced if `opts.durable`.
 pub(crate) async fn add_piece(
     inner: &Arc<Inner>,
     key: &ExtentKey,
     piece: ExtentPiece,
+    opts: &ExtentWriteOpts,
 ) -> Result<()> {
     inner.check()?;
     validate_name("image", &key.image)?;
-    let (i, key) = (inner.clone(), key.clone());
+    let (i, key, opts) = (inner.clone(), key.clone(), opts.clone());
     inner
         .pool
         .run(move || {
@@ -121,24 +124,110 @@ pub(crate) async fn add_piece(
             let mut batch = WriteBatch::default();
             check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
             let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-            let existing = load_pieces(&i, &prefix)?;
-            if !existing.iter().any(|(_, p)| piece.hidden_by(p)) {
-                for (k, _) in existing.iter().filter(|(_, p)| p.hidden_by(&piece)) {
-                    batch.delete(k);
+            let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
+            let existing = load_metas(&i, &prefix)?;
+            let new = piece.meta();
+            if !existing.iter().any(|p| new.hidden_by(p, &opts.keep)) {
+                for old in existing.iter().filter(|p| p.hidden_by(&new, &opts.keep)) {
+                    batch.delete(piece_key(&prefix, old.tag));
+                    if old.data {
+                        for c in 0..chunk_count(old.len_bytes) {
+                            batch.delete(chunk_key(&data_prefix, old.tag, c));
+                        }
+                    }
                 }
                 let rec = PieceRecord {
                     offset: piece.offset,
                     len_bytes: piece.len_bytes,
-                    body: piece.data.as_ref().map(|d| chunk::encode_body(d)),
+                    data: piece.data.is_some(),
                 };
                 batch.put(piece_key(&prefix, piece.tag), keys::encode(&rec)?);
+                if let Some(data) = &piece.data {
+                    let mut buf = Vec::with_capacity(CHUNK_MAX_BYTES + chunk::CRC_BYTES);
+                    for (c, part) in (0u64..).zip(data.chunks(CHUNK_MAX_BYTES)) {
+                        buf.clear();
+                        chunk::encode_chunk(part, &mut buf);
+                        batch.put(chunk_key(&data_prefix, piece.tag, c), &buf);
+                    }
+                }
             }
             if !batch.is_empty() {
-                i.write(batch)?;
+                if opts.durable {
+                    i.write(batch)?;
+                } else {
+                    i.write_unsynced(batch)?;
+                }
             }
             Ok(())
         })
         .await
+}
+
+/// Reads `[from, to)` of a data piece's bytes (piece-relative), chunk by chunk, verified.
+fn read_piece_bytes(
+    inner: &Inner,
+    data_prefix: &[u8],
+    piece: &PieceMeta,
+    from: u64,
+    to: u64,
+) -> Result<Bytes> {
+    let chunk = CHUNK_MAX_BYTES as u64;
+    let (first, last) = (from / chunk, (to - 1) / chunk);
+    let keys: Vec<Vec<u8>> = (first..=last)
+        .map(|c| chunk_key(data_prefix, piece.tag, c))
+        .collect();
+    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+    for (c, got) in (first..).zip(inner.db.multi_get(&keys)) {
+        let encoded = got
+            .map_err(|e| inner.read_error(e))?
+            .ok_or_else(|| Error::Corrupt(format!("extent chunk {c} is missing")))?;
+        let data = chunk::verify_chunk(&encoded)
+            .map_err(|e| Error::Corrupt(format!("extent chunk {c}: {e}")))?;
+        if data.len() != chunk::chunk_data_len_bytes(c, piece.len_bytes) {
+            return Err(Error::Corrupt(format!("extent chunk {c} has the wrong length")));
+        }
+        let base = c * chunk;
+        let s = usize::try_from(from.max(base) - base).unwrap_or(0);
+        let e = usize::try_from(to.min(base + data.len() as u64) - base).unwrap_or(0);
+        out.extend_from_slice(&data[s..e]);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The winning pieces of `[offset, offset + len_bytes)` as of `upto` (None: the head), with
+/// their bytes; stretches no piece covers are left out.
+fn visible_pieces(
+    inner: &Inner,
+    key: &ExtentKey,
+    offset: u64,
+    len_bytes: u64,
+    upto: Option<WriteTag>,
+) -> Result<Vec<ExtentPiece>> {
+    let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
+    let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
+    let metas = load_metas(inner, &prefix)?;
+    let mut out = Vec::new();
+    for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
+        let Some(p) = src else { continue };
+        let data = if p.data {
+            Some(read_piece_bytes(
+                inner,
+                &data_prefix,
+                p,
+                s - p.offset,
+                e - p.offset,
+            )?)
+        } else {
+            None
+        };
+        out.push(ExtentPiece {
+            tag: p.tag,
+            offset: s,
+            len_bytes: e - s,
+            data,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) async fn read_extent(
@@ -147,20 +236,48 @@ pub(crate) async fn read_extent(
     offset: u64,
     len_bytes: u64,
 ) -> Result<ExtentRead> {
+    let pieces = read_extent_pieces(inner, key, offset, len_bytes, None).await?;
+    Ok(extent::assemble(&pieces, offset, len_bytes))
+}
+
+pub(crate) async fn read_extent_pieces(
+    inner: &Arc<Inner>,
+    key: &ExtentKey,
+    offset: u64,
+    len_bytes: u64,
+    upto: Option<WriteTag>,
+) -> Result<Vec<ExtentPiece>> {
     inner.check()?;
     extent::validate_range(offset, len_bytes, false)?;
     let (i, key) = (inner.clone(), key.clone());
     inner
         .pool
+        .run(move || visible_pieces(&i, &key, offset, len_bytes, upto))
+        .await
+}
+
+pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
+    inner.check()?;
+    let (i, key) = (inner.clone(), key.clone());
+    inner
+        .pool
         .run(move || {
-            let pieces: Vec<ExtentPiece> = load_pieces(
+            load_metas(
                 &i,
                 &keys::extent_prefix(key.partition, &key.image, key.object_no),
-            )?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-            Ok(extent::assemble(&pieces, offset, len_bytes))
+            )
+        })
+        .await
+}
+
+pub(crate) async fn sync_extents(inner: &Arc<Inner>) -> Result<u64> {
+    inner.check()?;
+    let i = inner.clone();
+    inner
+        .pool
+        .run(move || {
+            i.sync_wal()?;
+            Ok(i.incarnation)
         })
         .await
 }

@@ -26,7 +26,8 @@ macro_rules! conformance_tests {
             blob_round_trip, blob_streaming_large, blob_ranges, blob_lww_and_tombstones,
             blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_purge_and_quarantine,
             tombstone_reclaim, compaction_keeps_live_data, digests_and_entries, extents_basic,
-            extents_fencing, extents_trim_and_delete, listings_merge_and_stats, listings_query,
+            extents_fencing, extents_trim_and_delete, extents_snapshots_and_pieces,
+            listings_merge_and_stats, listings_query,
             listing_info_merge, audit_walks_everything);
     };
     (@cases $factory:path; $($case:ident),*) => {
@@ -330,6 +331,95 @@ fn ek(image: &str, object_no: u64) -> ExtentKey {
 
 fn tag(epoch: u64, seq: u64) -> WriteTag {
     WriteTag { epoch, seq }
+}
+
+/// Snapshot tags keep hidden pieces; `read_extent_pieces` gives each view's winners with tags;
+/// piece metadata describes the object; unsynced changes are readable at once.
+pub async fn extents_snapshots_and_pieces<E: StorageEngine>(e: &E) {
+    let k = ek("snapimg", 0);
+    let lazy = |keep: Vec<WriteTag>| ExtentWriteOpts {
+        durable: false,
+        keep,
+    };
+    let big = body(3 * CHUNK_MAX_BYTES + 100, 9);
+    e.change_extent(
+        &k,
+        ExtentChange::Write {
+            offset: 0,
+            data: Bytes::from(big.clone()),
+        },
+        tag(1, 1),
+        &lazy(vec![]),
+    )
+    .await
+    .unwrap();
+    // Snapshot at (1, 1): the overwrite below must not free the first piece.
+    let snap = tag(1, 1);
+    e.change_extent(
+        &k,
+        ExtentChange::Write {
+            offset: 0,
+            data: Bytes::from(vec![0xee; big.len()]),
+        },
+        tag(1, 2),
+        &lazy(vec![snap]),
+    )
+    .await
+    .unwrap();
+    e.change_extent(
+        &k,
+        ExtentChange::Trim {
+            offset: 10,
+            len_bytes: 10,
+        },
+        tag(1, 3),
+        &lazy(vec![snap]),
+    )
+    .await
+    .unwrap();
+    let len = big.len() as u64;
+    let head = e.read_extent_pieces(&k, 0, len, None).await.unwrap();
+    let head = extent::assemble(&head, 0, len).to_bytes();
+    assert_eq!(&head[..10], &[0xee; 10]);
+    assert_eq!(&head[10..20], &[0u8; 10]);
+    assert_eq!(&head[20..], &vec![0xee; big.len() - 20][..]);
+    // The snapshot's view, read across chunk boundaries.
+    let off = CHUNK_MAX_BYTES as u64 - 7;
+    let old = e
+        .read_extent_pieces(&k, off, 2 * CHUNK_MAX_BYTES as u64, Some(snap))
+        .await
+        .unwrap();
+    assert!(old.iter().all(|p| p.tag == snap));
+    assert_eq!(
+        extent::assemble(&old, off, 2 * CHUNK_MAX_BYTES as u64).to_bytes(),
+        &big[off as usize..off as usize + 2 * CHUNK_MAX_BYTES]
+    );
+    let metas = e.extent_piece_metas(&k).await.unwrap();
+    assert_eq!(metas.len(), 3);
+    assert!(metas.iter().any(|m| m.tag == tag(1, 3) && !m.data));
+    // Without the snapshot, the next covering write frees both older data pieces.
+    e.change_extent(
+        &k,
+        ExtentChange::Write {
+            offset: 0,
+            data: Bytes::from(vec![1u8; big.len()]),
+        },
+        tag(1, 4),
+        &lazy(vec![]),
+    )
+    .await
+    .unwrap();
+    let metas = e.extent_piece_metas(&k).await.unwrap();
+    assert_eq!(metas.iter().map(|m| m.tag).collect::<Vec<_>>(), [tag(1, 4)]);
+    assert!(
+        e.read_extent_pieces(&k, 0, 8, Some(snap))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let inc = e.sync_extents().await.unwrap();
+    assert_eq!(e.sync_extents().await.unwrap(), inc);
+    assert!(e.extent_piece_metas(&ek("snapimg", 1)).await.unwrap().is_empty());
 }
 
 pub async fn extents_basic<E: StorageEngine>(e: &E) {

@@ -13,8 +13,15 @@ use crate::digest::PartitionDigest;
 use crate::error::Result;
 use crate::types::{
     AuditReport, BlobCommit, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, ExtentKey,
-    ExtentRead, Health, ListPage, ListQuery, ListingEntry, ListingInfo, ListingKey, ListingRecord,
-    ListingStats, Usage, WriteOutcome, WriteTag,
+    ExtentChange, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery, ListingEntry,
+    ListingInfo, ListingKey, ListingRecord, ListingStats, PieceMeta, Usage, WriteOutcome, WriteTag,
+};
+use crate::extent::ExtentPiece;
+
+/// Options of the single-piece convenience calls: durable, no snapshots.
+static DURABLE: ExtentWriteOpts = ExtentWriteOpts {
+    durable: true,
+    keep: Vec::new(),
 };
 
 /// A blob being streamed in. Nothing is visible until [`BlobWriter::commit`] returns `Applied`;
@@ -137,14 +144,32 @@ pub trait StorageEngine: Send + Sync + 'static {
 
     // ---- Extent objects ----------------------------------------------------------------------
 
-    /// Writes `data` at `offset`. Refused with `Fenced` if `tag.epoch` is older than the image's.
+    /// Applies a write, trim or whole-object delete tagged `tag`. Refused with `Fenced` if
+    /// `tag.epoch` is older than the image's fence (which a newer epoch raises). Pieces the
+    /// change hides are freed unless a snapshot tag in `opts.keep` still sees them.
+    fn change_extent(
+        &self,
+        key: &ExtentKey,
+        change: ExtentChange,
+        tag: WriteTag,
+        opts: &ExtentWriteOpts,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes `data` at `offset`, durably, keeping no snapshot.
     fn write_extent(
         &self,
         key: &ExtentKey,
         offset: u64,
         data: Bytes,
         tag: WriteTag,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.change_extent(
+            key,
+            ExtentChange::Write { offset, data },
+            tag,
+            &DURABLE,
+        )
+    }
 
     /// Reads `[offset, offset + len_bytes)`; unwritten or trimmed bytes are holes.
     fn read_extent(
@@ -154,6 +179,29 @@ pub trait StorageEngine: Send + Sync + 'static {
         len_bytes: u64,
     ) -> impl Future<Output = Result<ExtentRead>> + Send;
 
+    /// The pieces that win `[offset, offset + len_bytes)` on this device as of the snapshot tag
+    /// `upto` (`None`: the head), clipped to the stretch each wins, with their tags (trims
+    /// included, uncovered stretches left out). Merging such answers from several replicas by
+    /// tag gives the newest bytes any of them holds: what a reader does across a read quorum.
+    fn read_extent_pieces(
+        &self,
+        key: &ExtentKey,
+        offset: u64,
+        len_bytes: u64,
+        upto: Option<WriteTag>,
+    ) -> impl Future<Output = Result<Vec<ExtentPiece>>> + Send;
+
+    /// Every stored piece of the object, without bytes (empty: the object does not exist).
+    fn extent_piece_metas(
+        &self,
+        key: &ExtentKey,
+    ) -> impl Future<Output = Result<Vec<PieceMeta>>> + Send;
+
+    /// Makes every extent change acknowledged so far durable. Returns this engine's
+    /// incarnation, a number that changes whenever the engine restarts: a caller that saw a
+    /// different incarnation when its change was acknowledged knows the change may be lost.
+    fn sync_extents(&self) -> impl Future<Output = Result<u64>> + Send;
+
     /// Turns `[offset, offset + len_bytes)` into a hole (for writes tagged below `tag`).
     fn trim_extent(
         &self,
@@ -161,14 +209,23 @@ pub trait StorageEngine: Send + Sync + 'static {
         offset: u64,
         len_bytes: u64,
         tag: WriteTag,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.change_extent(
+            key,
+            ExtentChange::Trim { offset, len_bytes },
+            tag,
+            &DURABLE,
+        )
+    }
 
     /// Deletes the object: everything tagged below `tag` becomes holes and its space is freed.
     fn delete_extent_object(
         &self,
         key: &ExtentKey,
         tag: WriteTag,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.change_extent(key, ExtentChange::DeleteObject, tag, &DURABLE)
+    }
 
     /// Raises the image's minimum epoch to `epoch` without writing; returns the epoch now held.
     fn fence(&self, image: &str, epoch: u64) -> impl Future<Output = Result<u64>> + Send;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::limits::{EXTENT_IO_MAX_BYTES, EXTENT_OBJECT_MAX_BYTES};
-use crate::types::{ExtentRead, ExtentSpan, WriteTag};
+use crate::types::{ExtentRead, ExtentSpan, PieceMeta, WriteTag};
 
 /// One write (`data: Some`) or trim (`data: None`) of `[offset, offset + len_bytes)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,8 +23,120 @@ impl ExtentPiece {
 
     /// Whether this piece is entirely hidden by `newer` (so it can be dropped).
     pub fn hidden_by(&self, newer: &ExtentPiece) -> bool {
-        newer.tag > self.tag && newer.offset <= self.offset && newer.end() >= self.end()
+        self.meta().hidden_by(&newer.meta(), &[])
     }
+
+    pub fn meta(&self) -> PieceMeta {
+        PieceMeta {
+            tag: self.tag,
+            offset: self.offset,
+            len_bytes: self.len_bytes,
+            data: self.data.is_some(),
+        }
+    }
+
+    /// The part of this piece inside `[offset, offset + len_bytes)`, if any.
+    pub fn clip(&self, offset: u64, len_bytes: u64) -> Option<ExtentPiece> {
+        let start = self.offset.max(offset);
+        let end = self.end().min(offset.saturating_add(len_bytes));
+        if start >= end {
+            return None;
+        }
+        let data = match &self.data {
+            Some(d) => {
+                let from = usize::try_from(start - self.offset).ok()?;
+                let to = usize::try_from(end - self.offset).ok()?;
+                Some(d.slice(from..to))
+            }
+            None => None,
+        };
+        Some(ExtentPiece {
+            tag: self.tag,
+            offset: start,
+            len_bytes: end - start,
+            data,
+        })
+    }
+}
+
+impl PieceMeta {
+    pub fn end(&self) -> u64 {
+        self.offset + self.len_bytes
+    }
+
+    /// Whether this piece can be dropped because `newer` covers it, given the image's snapshot
+    /// tags `keep`: a snapshot taken between the two still sees this piece.
+    pub fn hidden_by(&self, newer: &PieceMeta, keep: &[WriteTag]) -> bool {
+        newer.tag > self.tag
+            && newer.offset <= self.offset
+            && newer.end() >= self.end()
+            && !keep.iter().any(|s| self.tag <= *s && *s < newer.tag)
+    }
+}
+
+/// Something painted by tag order: a piece with or without its bytes.
+pub trait Tagged {
+    fn tag(&self) -> WriteTag;
+    fn range(&self) -> (u64, u64);
+}
+
+impl Tagged for ExtentPiece {
+    fn tag(&self) -> WriteTag {
+        self.tag
+    }
+    fn range(&self) -> (u64, u64) {
+        (self.offset, self.end())
+    }
+}
+
+impl Tagged for PieceMeta {
+    fn tag(&self) -> WriteTag {
+        self.tag
+    }
+    fn range(&self) -> (u64, u64) {
+        (self.offset, self.end())
+    }
+}
+
+/// Non-overlapping segments covering `[offset, offset + len_bytes)`, each with the piece that
+/// wins it (highest tag), or `None` where no piece lies. Pieces tagged above `upto` are ignored,
+/// which gives the view of a snapshot taken at `upto`.
+pub fn paint<'a, T: Tagged>(
+    pieces: &'a [T],
+    offset: u64,
+    len_bytes: u64,
+    upto: Option<WriteTag>,
+) -> Vec<(u64, u64, Option<&'a T>)> {
+    let end = offset + len_bytes;
+    let mut order: Vec<&T> = pieces
+        .iter()
+        .filter(|p| upto.is_none_or(|u| p.tag() <= u))
+        .collect();
+    order.sort_by_key(|p| p.tag());
+    let mut segs: Vec<(u64, u64, Option<&T>)> = vec![(offset, end, None)];
+    for piece in order {
+        let (s0, e0) = piece.range();
+        let (ps, pe) = (s0.max(offset), e0.min(end));
+        if ps >= pe {
+            continue;
+        }
+        let mut next = Vec::with_capacity(segs.len() + 2);
+        for (s, e, src) in segs {
+            if e <= ps || s >= pe {
+                next.push((s, e, src));
+                continue;
+            }
+            if s < ps {
+                next.push((s, ps, src));
+            }
+            next.push((s.max(ps), e.min(pe), Some(piece)));
+            if e > pe {
+                next.push((pe, e, src));
+            }
+        }
+        segs = next;
+    }
+    segs
 }
 
 /// Checks an extent range against the limits.
@@ -57,34 +169,18 @@ pub fn delete_piece(tag: WriteTag) -> ExtentPiece {
 
 /// Assembles `[offset, offset + len_bytes)` from `pieces` (any order).
 pub fn assemble(pieces: &[ExtentPiece], offset: u64, len_bytes: u64) -> ExtentRead {
-    let end = offset + len_bytes;
-    let mut order: Vec<&ExtentPiece> = pieces.iter().collect();
-    order.sort_by_key(|p| p.tag);
-    // Non-overlapping covering segments (start, end, winning piece); painted in tag order.
-    let mut segs: Vec<(u64, u64, Option<&ExtentPiece>)> = vec![(offset, end, None)];
-    for piece in order {
-        let (ps, pe) = (piece.offset.max(offset), piece.end().min(end));
-        if ps >= pe {
-            continue;
-        }
-        let mut next = Vec::with_capacity(segs.len() + 2);
-        for (s, e, src) in segs {
-            if e <= ps || s >= pe {
-                next.push((s, e, src));
-                continue;
-            }
-            if s < ps {
-                next.push((s, ps, src));
-            }
-            next.push((s.max(ps), e.min(pe), Some(piece)));
-            if e > pe {
-                next.push((pe, e, src));
-            }
-        }
-        segs = next;
-    }
+    assemble_upto(pieces, offset, len_bytes, None)
+}
+
+/// [`assemble`] as of the snapshot tag `upto` (`None`: the head).
+pub fn assemble_upto(
+    pieces: &[ExtentPiece],
+    offset: u64,
+    len_bytes: u64,
+    upto: Option<WriteTag>,
+) -> ExtentRead {
     let mut spans: Vec<ExtentSpan> = Vec::new();
-    for (s, e, src) in segs {
+    for (s, e, src) in paint(pieces, offset, len_bytes, upto) {
         match src.and_then(|p| p.data.as_ref().map(|d| (p, d))) {
             Some((p, data)) => {
                 let from = usize::try_from(s - p.offset).unwrap_or(0);

@@ -33,9 +33,21 @@ struct State {
 }
 
 /// The in-memory engine. Cloning shares the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryEngine {
     state: Arc<Mutex<State>>,
+    /// Unique per engine created in this process (see `StorageEngine::sync_extents`).
+    incarnation: u64,
+}
+
+impl Default for MemoryEngine {
+    fn default() -> MemoryEngine {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        MemoryEngine {
+            state: Arc::default(),
+            incarnation: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 impl MemoryEngine {
@@ -156,10 +168,11 @@ fn check_fence(s: &mut State, image: &str, epoch: u64) -> Result<()> {
     Ok(())
 }
 
-fn add_piece(s: &mut State, key: &ExtentKey, piece: ExtentPiece) {
+fn add_piece(s: &mut State, key: &ExtentKey, piece: ExtentPiece, keep: &[WriteTag]) {
     let pieces = s.extents.entry(key.clone()).or_default();
-    pieces.retain(|p| !p.hidden_by(&piece));
-    if !pieces.iter().any(|p| piece.hidden_by(p)) {
+    let new = piece.meta();
+    pieces.retain(|p| !p.meta().hidden_by(&new, keep));
+    if !pieces.iter().any(|p| new.hidden_by(&p.meta(), keep)) {
         pieces.push(piece);
     }
 }
@@ -371,23 +384,37 @@ impl StorageEngine for MemoryEngine {
         Ok(out)
     }
 
-    async fn write_extent(
+    async fn change_extent(
         &self,
         key: &ExtentKey,
-        offset: u64,
-        data: Bytes,
+        change: ExtentChange,
         tag: WriteTag,
+        opts: &ExtentWriteOpts,
     ) -> Result<()> {
-        extent::validate_range(offset, data.len() as u64, false)?;
+        let piece = match change {
+            ExtentChange::Write { offset, data } => {
+                extent::validate_range(offset, data.len() as u64, false)?;
+                ExtentPiece {
+                    tag,
+                    offset,
+                    len_bytes: data.len() as u64,
+                    data: Some(data),
+                }
+            }
+            ExtentChange::Trim { offset, len_bytes } => {
+                extent::validate_range(offset, len_bytes, true)?;
+                ExtentPiece {
+                    tag,
+                    offset,
+                    len_bytes,
+                    data: None,
+                }
+            }
+            ExtentChange::DeleteObject => extent::delete_piece(tag),
+        };
         let mut s = self.lock()?;
         check_fence(&mut s, &key.image, tag.epoch)?;
-        let piece = ExtentPiece {
-            tag,
-            offset,
-            len_bytes: data.len() as u64,
-            data: Some(data),
-        };
-        add_piece(&mut s, key, piece);
+        add_piece(&mut s, key, piece, &opts.keep);
         Ok(())
     }
 
@@ -403,34 +430,30 @@ impl StorageEngine for MemoryEngine {
         Ok(extent::assemble(pieces, offset, len_bytes))
     }
 
-    async fn trim_extent(
+    async fn read_extent_pieces(
         &self,
         key: &ExtentKey,
         offset: u64,
         len_bytes: u64,
-        tag: WriteTag,
-    ) -> Result<()> {
-        extent::validate_range(offset, len_bytes, true)?;
-        let mut s = self.lock()?;
-        check_fence(&mut s, &key.image, tag.epoch)?;
-        add_piece(
-            &mut s,
-            key,
-            ExtentPiece {
-                tag,
-                offset,
-                len_bytes,
-                data: None,
-            },
-        );
-        Ok(())
+        upto: Option<WriteTag>,
+    ) -> Result<Vec<ExtentPiece>> {
+        extent::validate_range(offset, len_bytes, false)?;
+        let s = self.lock()?;
+        let pieces = s.extents.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        Ok(extent::paint(pieces, offset, len_bytes, upto)
+            .into_iter()
+            .filter_map(|(start, end, p)| p.and_then(|p| p.clip(start, end - start)))
+            .collect())
     }
 
-    async fn delete_extent_object(&self, key: &ExtentKey, tag: WriteTag) -> Result<()> {
-        let mut s = self.lock()?;
-        check_fence(&mut s, &key.image, tag.epoch)?;
-        add_piece(&mut s, key, extent::delete_piece(tag));
-        Ok(())
+    async fn extent_piece_metas(&self, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
+        let s = self.lock()?;
+        let pieces = s.extents.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        Ok(pieces.iter().map(ExtentPiece::meta).collect())
+    }
+
+    async fn sync_extents(&self) -> Result<u64> {
+        Ok(self.incarnation)
     }
 
     async fn fence(&self, image: &str, epoch: u64) -> Result<u64> {

@@ -124,6 +124,37 @@ pub struct WriteTag {
     pub seq: u64,
 }
 
+/// How a change to an extent object is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtentWriteOpts {
+    /// Durable before the answer (fsync); otherwise durable at the next
+    /// [`crate::StorageEngine::sync_extents`] (NBD's write-then-flush model).
+    pub durable: bool,
+    /// Snapshot tags of the image: a piece still visible at one of them is kept even when a newer
+    /// piece hides it at the head (that is how snapshots preserve old data).
+    pub keep: Vec<WriteTag>,
+}
+
+/// A change to an extent object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExtentChange {
+    Write { offset: u64, data: Bytes },
+    /// Reads as zeros afterwards; frees what it hides.
+    Trim { offset: u64, len_bytes: u64 },
+    /// The whole object: everything older becomes holes and is freed.
+    DeleteObject,
+}
+
+/// A stored piece without its bytes: enough for allocation maps, diffs and finding objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceMeta {
+    pub tag: WriteTag,
+    pub offset: u64,
+    pub len_bytes: u64,
+    /// `false` for trims and deletes.
+    pub data: bool,
+}
+
 /// A piece of an extent read: written bytes or a hole (never written, trimmed: reads as zeros).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtentSpan {
