@@ -159,6 +159,16 @@ async fn handle_inner(
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let ok = |v| Ok((StatusCode::OK, v));
+    if let Some(("images", rest)) = parts.split_first().map(|(a, b)| (*a, b)) {
+        let query = req.uri.query().map(str::to_string);
+        return crate::admin_images::handle(ctx, &method, rest, query.as_deref(), async || {
+            json_body::<serde_json::Value>(body)
+                .await
+                .map_err(|AdminError(s, m)| (s, m))
+        })
+        .await
+        .map_err(|(s, m)| AdminError(s, m));
+    }
     match (&method, parts.as_slice()) {
         (&Method::GET, ["projects"]) => {
             let list = identity.list_projects(None, 1000).await?;

@@ -8,6 +8,8 @@
 
 pub mod admin;
 pub mod admin_cli;
+mod admin_images;
+pub mod image_cli;
 pub mod body;
 pub mod cluster;
 pub mod expirer;

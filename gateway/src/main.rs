@@ -31,6 +31,17 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Block images (thin, snapshots, clones), through a gateway's admin API; import and
+    /// export through its NBD server.
+    Image {
+        #[command(flatten)]
+        target: cairn_gateway::admin_cli::AdminTarget,
+        /// The NBD server for import/export (default: the endpoints file's).
+        #[arg(long, global = true)]
+        nbd: Option<String>,
+        #[command(subcommand)]
+        command: cairn_gateway::image_cli::ImageCommand,
+    },
     /// S3 access keys, through a gateway's admin API.
     Key {
         #[command(flatten)]
@@ -54,6 +65,9 @@ enum Command {
         /// Seconds between passes of the object expirer (X-Delete-At).
         #[arg(long, default_value_t = 60)]
         expirer_interval_s: u64,
+        /// The NBD server's port on --host (every image an export); 0 picks a free one.
+        #[arg(long, default_value_t = 10809)]
+        nbd_port: u16,
     },
     /// Object operations straight through the cluster client (an operator's tool until the
     /// S3/Swift gateway exists), authenticated with a node's certificate from its config.
@@ -772,6 +786,7 @@ async fn run_up(
     listen: std::net::SocketAddr,
     region: String,
     expirer_interval: std::time::Duration,
+    nbd_listen: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
     use std::io::Write;
     let up = cairn_gateway::up::start(cairn_gateway::up::UpOptions {
@@ -779,6 +794,7 @@ async fn run_up(
         listen,
         region,
         expirer_interval,
+        nbd_listen,
     })
     .await?;
     let e = &up.endpoints;
@@ -792,6 +808,7 @@ async fn run_up(
         writeln!(out, "  Swift    auth url   {}", e.swift.auth_url)?;
         writeln!(out, "           user       {}", e.swift.user)?;
         writeln!(out, "           key        {}", e.swift.key)?;
+        writeln!(out, "  NBD      exports    nbd://{}/IMAGE (cairn image create NAME --size 10G)", up.nbd.local_addr)?;
         writeln!(
             out,
             "  written to {}",
@@ -805,9 +822,13 @@ async fn run_up(
         out.flush()?;
     }
     // Tests read this line from stderr.
-    eprintln!("cairn-up ready s3={}", e.s3.endpoint);
+    eprintln!(
+        "cairn-up ready s3={} nbd=nbd://{}",
+        e.s3.endpoint, up.nbd.local_addr
+    );
     wait_for_signal().await?;
     info!("shutting down");
+    up.nbd.shutdown().await;
     up.gateway.shutdown().await;
     for node in up.nodes {
         node.shutdown();
@@ -846,18 +867,25 @@ fn main() -> anyhow::Result<()> {
             }
             Command::User { target, command } => run_admin(target, || user_calls(command)).await,
             Command::Key { target, command } => run_admin(target, || key_calls(command)).await,
+            Command::Image {
+                target,
+                nbd,
+                command,
+            } => cairn_gateway::image_cli::run(target, nbd, command).await,
             Command::Up {
                 data_dir,
                 s3_port,
                 host,
                 region,
                 expirer_interval_s,
+                nbd_port,
             } => {
                 run_up(
                     data_dir,
                     std::net::SocketAddr::new(host, s3_port),
                     region,
                     std::time::Duration::from_secs(expirer_interval_s.max(1)),
+                    std::net::SocketAddr::new(host, nbd_port),
                 )
                 .await
             }

@@ -21,6 +21,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     /// The S3 region this gateway answers for (SigV4 scopes must name it).
     pub region: String,
+    /// Serve the image admin API over this block service.
+    pub block: Option<Arc<cairn_block::BlockService<AnyMetaStore>>>,
 }
 
 /// What every request handler can reach.
@@ -29,6 +31,8 @@ pub struct GatewayState {
     pub objects: ObjectLayer,
     pub identity: IdentityStore<AnyMetaStore>,
     pub region: String,
+    /// The block layer, when this process serves images (`cairn up`).
+    pub block: Option<Arc<cairn_block::BlockService<AnyMetaStore>>>,
 }
 
 /// One request's context.
@@ -63,6 +67,7 @@ impl Gateway {
             objects: ObjectLayer::new(client),
             identity,
             region: opts.region,
+            block: opts.block,
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -57,6 +57,8 @@ fn cluster_error(e: ClientError) -> SwiftError {
             warn!(error = %m, "no quorum");
             SwiftError::new(503, "Service Unavailable")
         }
+        // Objects carry no fencing epochs; only block-layer calls can be fenced.
+        f @ ClientError::Fenced { .. } => SwiftError::new(500, f.to_string()),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct UpOptions {
     pub region: String,
     /// How often the object expirer runs.
     pub expirer_interval: std::time::Duration,
+    /// NBD listen address (every image an export); port 0 picks a free one.
+    pub nbd_listen: SocketAddr,
 }
 
 /// What a first start records so later starts find the same cluster.
@@ -79,6 +81,23 @@ pub struct UpCluster {
     pub nodes: Vec<RunningNode>,
     pub gateway: Gateway,
     pub endpoints: Endpoints,
+    pub nbd: NbdHandle,
+}
+
+/// The running NBD server.
+#[derive(Debug)]
+pub struct NbdHandle {
+    pub local_addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NbdHandle {
+    /// Stops accepting, lets in-flight requests finish, and returns once connections closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
@@ -244,10 +263,14 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         NodeMetrics::new(),
     ));
     let expirer = tokio::spawn(crate::expirer::run(client.clone(), opts.expirer_interval));
+    let holder = format!("cairn-up:{}", std::process::id());
+    let block = cairn_block::BlockService::new(client.clone(), (*store).clone(), holder);
+    let nbd = start_nbd(block.clone(), opts.nbd_listen).await?;
     let gateway = Gateway::start(
         GatewayOptions {
             listen: opts.listen,
             region: state.region.clone(),
+            block: Some(block),
         },
         client,
         identity,
@@ -267,7 +290,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
             user: format!("{}:{}", state.admin.project_name, state.admin.user_name),
             key: state.admin.password.clone(),
         },
-        nbd: None,
+        nbd: Some(format!("nbd://{}", nbd.local_addr)),
     };
     write_private(
         &dir.join("endpoints.json"),
@@ -277,5 +300,32 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         nodes,
         gateway,
         endpoints,
+        nbd,
+    })
+}
+
+async fn start_nbd(
+    block: Arc<cairn_block::BlockService<AnyMetaStore>>,
+    listen: SocketAddr,
+) -> anyhow::Result<NbdHandle> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the NBD listener on {listen}"))?;
+    let local_addr = listener.local_addr()?;
+    let exports = Arc::new(cairn_block::exports::ImageExports::new(block));
+    let server = cairn_block::nbd::NbdServer::new(exports, cairn_block::nbd::NbdConfig::default())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    info!(%local_addr, "NBD server listening");
+    Ok(NbdHandle {
+        local_addr,
+        stop,
+        task,
     })
 }

@@ -69,6 +69,8 @@ pub(crate) fn cluster_error(e: ClientError) -> S3Error {
                 "Not enough replicas answered; retry",
             )
         }
+        // Objects carry no fencing epochs; only block-layer calls can be fenced.
+        f @ ClientError::Fenced { .. } => err(S3ErrorCode::InternalError, f.to_string()),
     }
 }
 

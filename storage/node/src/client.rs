@@ -25,6 +25,8 @@ use crate::limits::{BLOB_CALL_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind, Rings};
 use crate::rpc::{ListingTarget, NodeRequest, NodeResponse, RemoteError};
 
+pub mod extents;
+
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -43,6 +45,10 @@ pub enum ClientError {
     NotFound,
     #[error("the container still holds {objects} objects")]
     NotEmpty { objects: u64 },
+    /// An extent change carried an epoch older than a replica has seen: another writer took
+    /// the image over.
+    #[error("fenced: a replica has seen epoch {seen}, newer than this writer's")]
+    Fenced { seen: u64 },
 }
 
 /// A new object's description; its bytes come as a [`Body`].

@@ -25,6 +25,7 @@ pub mod replicator;
 pub mod rpc;
 pub mod service;
 
+pub use client::extents::{ExtentAck, ExtentReplica, ExtentView};
 pub use client::{ClientError, ClusterClient, ContainerInfo, ObjectPut, ObjectReader, Written};
 pub use config::NodeConfig;
 pub use node::{RunningNode, start_node, start_node_with_meta};

@@ -22,3 +22,7 @@ pub const AUDIT_BATCH_BLOBS_MAX: usize = 64;
 pub const LIST_PAGE_ITEMS_MAX: usize = 10_000;
 /// Connections the metrics endpoint serves at once.
 pub const METRICS_CONNECTIONS_MAX: usize = 16;
+/// Extent objects whose piece metadata one call may ask for.
+pub const EXTENT_METAS_KEYS_MAX: usize = 1024;
+/// Timeout of one extent call (a change or read of at most 4 MiB, a sync, a fence).
+pub const EXTENT_CALL_TIMEOUT_MS: u64 = 10_000;

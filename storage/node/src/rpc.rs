@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use cairn_engine::{
-    BlobEntry, BlobKey, BlobMeta, ListItem, ListPage, ListQuery, ListingEntry, ListingInfo,
-    ListingKey, ListingStats, Timestamp,
+    BlobEntry, BlobKey, BlobMeta, ExtentKey, ExtentWriteOpts, ListItem, ListPage, ListQuery,
+    ListingEntry, ListingInfo, ListingKey, ListingStats, PieceMeta, Timestamp, WriteTag,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,54 @@ pub enum NodeRequest {
         device: String,
         key: ListingKey,
     },
+    /// A write (the bytes are the body), trim or whole-object delete of an extent object.
+    ChangeExtent {
+        device: String,
+        key: ExtentKey,
+        change: WireExtentChange,
+        tag: WriteTag,
+        opts: ExtentWriteOpts,
+    },
+    /// The winning pieces of a range as of `upto` (answered with `Pieces`, bytes in the body).
+    ReadExtent {
+        device: String,
+        key: ExtentKey,
+        offset: u64,
+        len_bytes: u64,
+        upto: Option<WriteTag>,
+    },
+    /// Piece metadata of several objects (answered with `PieceMetas`, one list per key).
+    ExtentMetas {
+        device: String,
+        keys: Vec<ExtentKey>,
+    },
+    /// Make every extent change acknowledged so far durable (answered with `Synced`).
+    SyncExtents {
+        device: String,
+    },
+    /// Raise an image's fence to `epoch` (answered with `Fence`, the epoch now held).
+    Fence {
+        device: String,
+        image: String,
+        epoch: u64,
+    },
+}
+
+/// [`cairn_engine::ExtentChange`] without its bytes (those travel as the call's body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireExtentChange {
+    Write { offset: u64 },
+    Trim { offset: u64, len_bytes: u64 },
+    DeleteObject,
+}
+
+/// A piece of an extent read on the wire; data pieces' bytes follow in the body, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePiece {
+    pub tag: WriteTag,
+    pub offset: u64,
+    pub len_bytes: u64,
+    pub data: bool,
 }
 
 impl NodeRequest {
@@ -108,7 +156,12 @@ impl NodeRequest {
             | NodeRequest::MergeListingInfo { device, .. }
             | NodeRequest::GetListingInfo { device, .. }
             | NodeRequest::List { device, .. }
-            | NodeRequest::ListingStats { device, .. } => device,
+            | NodeRequest::ListingStats { device, .. }
+            | NodeRequest::ChangeExtent { device, .. }
+            | NodeRequest::ReadExtent { device, .. }
+            | NodeRequest::ExtentMetas { device, .. }
+            | NodeRequest::SyncExtents { device }
+            | NodeRequest::Fence { device, .. } => device,
         }
     }
 
@@ -128,6 +181,11 @@ impl NodeRequest {
             NodeRequest::GetListingInfo { .. } => "get_listing_info",
             NodeRequest::List { .. } => "list",
             NodeRequest::ListingStats { .. } => "listing_stats",
+            NodeRequest::ChangeExtent { .. } => "change_extent",
+            NodeRequest::ReadExtent { .. } => "read_extent",
+            NodeRequest::ExtentMetas { .. } => "extent_metas",
+            NodeRequest::SyncExtents { .. } => "sync_extents",
+            NodeRequest::Fence { .. } => "fence",
         }
     }
 }
@@ -147,6 +205,9 @@ pub enum RemoteError {
     Invalid(String),
     #[error("range not satisfiable: object is {size_bytes} bytes")]
     RangeNotSatisfiable { size_bytes: u64 },
+    /// An extent change tagged with an epoch older than the image's fence on this device.
+    #[error("fenced: this device has seen epoch {seen}")]
+    Fenced { seen: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -167,6 +228,18 @@ pub enum NodeResponse {
     Page(WireListPage),
     Info(Option<ListingInfo>),
     Stats(ListingStats),
+    /// An extent change applied; `incarnation` names the device's current opening.
+    ExtentChanged {
+        incarnation: u64,
+    },
+    Pieces(Vec<WirePiece>),
+    PieceMetas(Vec<Vec<PieceMeta>>),
+    Synced {
+        incarnation: u64,
+    },
+    Fence {
+        epoch: u64,
+    },
     Done,
     Refused(RemoteError),
 }

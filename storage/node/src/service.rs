@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use cairn_engine::{
-    BlobCommit, BlobKey, BlobReader, BlobWriter, ByteRange, Error as EngineError, ListingEntry,
-    StorageEngine, WriteOutcome,
+    BlobCommit, BlobKey, BlobReader, BlobWriter, ByteRange, Error as EngineError, ExtentChange,
+    ListingEntry, StorageEngine, WriteOutcome, limits::EXTENT_IO_MAX_BYTES,
 };
 use cairn_net::{Body, CallContext, Handler, HandlerError, Response, decode_request};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::listing_updates::ListingUpdater;
 use crate::metrics::NodeMetrics;
-use crate::rpc::{NodeRequest, NodeResponse, RemoteError};
+use crate::limits::EXTENT_METAS_KEYS_MAX;
+use crate::rpc::{NodeRequest, NodeResponse, RemoteError, WireExtentChange, WirePiece};
 
 /// The devices this node serves, by ring device id.
 #[derive(Debug)]
@@ -203,6 +204,86 @@ impl<E: StorageEngine> NodeService<E> {
             NodeRequest::ListingStats { key, .. } => reply(NodeResponse::Stats(
                 engine.listing_stats(&key).await.map_err(remote)?,
             )),
+            NodeRequest::ChangeExtent {
+                key,
+                change,
+                tag,
+                opts,
+                ..
+            } => {
+                let change = match change {
+                    WireExtentChange::Write { offset } => {
+                        let data = body
+                            .collect(EXTENT_IO_MAX_BYTES as usize)
+                            .await
+                            .map_err(|e| RemoteError::Invalid(format!("extent body: {e}")))?;
+                        self.metrics.bytes_in(data.len() as u64);
+                        ExtentChange::Write { offset, data }
+                    }
+                    WireExtentChange::Trim { offset, len_bytes } => {
+                        ExtentChange::Trim { offset, len_bytes }
+                    }
+                    WireExtentChange::DeleteObject => ExtentChange::DeleteObject,
+                };
+                engine
+                    .change_extent(&key, change, tag, &opts)
+                    .await
+                    .map_err(remote)?;
+                reply(NodeResponse::ExtentChanged {
+                    incarnation: engine.incarnation(),
+                })
+            }
+            NodeRequest::ReadExtent {
+                key,
+                offset,
+                len_bytes,
+                upto,
+                ..
+            } => {
+                let pieces = engine
+                    .read_extent_pieces(&key, offset, len_bytes, upto)
+                    .await
+                    .map_err(remote)?;
+                let mut wire = Vec::with_capacity(pieces.len());
+                let mut bytes = Vec::new();
+                for p in &pieces {
+                    if let Some(d) = &p.data {
+                        bytes.extend_from_slice(d);
+                    }
+                    wire.push(WirePiece {
+                        tag: p.tag,
+                        offset: p.offset,
+                        len_bytes: p.len_bytes,
+                        data: p.data.is_some(),
+                    });
+                }
+                self.metrics.bytes_out(bytes.len() as u64);
+                let body = if bytes.is_empty() {
+                    Body::Empty
+                } else {
+                    Body::Full(Bytes::from(bytes))
+                };
+                Ok((NodeResponse::Pieces(wire), body))
+            }
+            NodeRequest::ExtentMetas { keys, .. } => {
+                if keys.len() > EXTENT_METAS_KEYS_MAX {
+                    return Err(RemoteError::Invalid(format!(
+                        "{} objects asked at once; at most {EXTENT_METAS_KEYS_MAX}",
+                        keys.len()
+                    )));
+                }
+                let mut out = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    out.push(engine.extent_piece_metas(key).await.map_err(remote)?);
+                }
+                reply(NodeResponse::PieceMetas(out))
+            }
+            NodeRequest::SyncExtents { .. } => reply(NodeResponse::Synced {
+                incarnation: engine.sync_extents().await.map_err(remote)?,
+            }),
+            NodeRequest::Fence { image, epoch, .. } => reply(NodeResponse::Fence {
+                epoch: engine.fence(&image, epoch).await.map_err(remote)?,
+            }),
         }
     }
 
@@ -365,6 +446,7 @@ pub(crate) fn remote(e: EngineError) -> RemoteError {
         EngineError::DiskFull => RemoteError::DiskFull,
         EngineError::Failed(why) => RemoteError::Unavailable(why),
         EngineError::Invalid(why) => RemoteError::Invalid(why),
+        EngineError::Fenced { seen } => RemoteError::Fenced { seen },
         EngineError::RangeNotSatisfiable { size_bytes } => {
             RemoteError::RangeNotSatisfiable { size_bytes }
         }
