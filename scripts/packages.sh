@@ -9,7 +9,8 @@
 # s3cmd, rclone, python3-swiftclient (the `swift` CLI), python3-boto3 (Debian's older boto3)
 # and python3-venv for a current boto3 from PyPI (ensure_client_venv).
 APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux curl etcd-server protobuf-compiler
-  awscli s3cmd rclone python3-swiftclient python3-boto3 python3-venv)
+  awscli s3cmd rclone python3-swiftclient python3-boto3 python3-venv
+  qemu-utils libnbd-bin nbdkit fio)
 
 # A current boto3 (>= 1.36 sends aws-chunked bodies with checksum trailers by default), in a
 # venv outside the clone; the gateway tests use it next to Debian's boto3.

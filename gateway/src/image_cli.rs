@@ -52,10 +52,7 @@ pub enum ImageCommand {
         to_snap: Option<String>,
     },
     /// Create NAME from a raw or qcow2 file (format detected), skipping zeros.
-    Import {
-        file: PathBuf,
-        name: String,
-    },
+    Import { file: PathBuf, name: String },
     /// Write NAME (or NAME@SNAP) to a file.
     Export {
         name: String,
@@ -69,12 +66,24 @@ pub enum ImageCommand {
 #[derive(clap::Subcommand, Debug)]
 pub enum SnapCommand {
     /// `cairn image snap create IMAGE@SNAP`
-    Create { spec: String },
-    Ls { image: String },
-    Rm { spec: String },
-    Rollback { spec: String },
-    Protect { spec: String },
-    Unprotect { spec: String },
+    Create {
+        spec: String,
+    },
+    Ls {
+        image: String,
+    },
+    Rm {
+        spec: String,
+    },
+    Rollback {
+        spec: String,
+    },
+    Protect {
+        spec: String,
+    },
+    Unprotect {
+        spec: String,
+    },
 }
 
 fn enc(s: &str) -> String {
@@ -115,7 +124,11 @@ async fn qemu_img_with(args: &[&str], capture: bool) -> anyhow::Result<Vec<u8>> 
     let out = tokio::process::Command::new("qemu-img")
         .args(args)
         .stdin(Stdio::null())
-        .stdout(if capture { Stdio::piped() } else { Stdio::inherit() })
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .stderr(Stdio::inherit())
         .output()
         .await
@@ -133,36 +146,53 @@ async fn qemu_img(args: &[&str]) -> anyhow::Result<Vec<u8>> {
 /// The file's format and virtual size, as qemu-img sees them.
 async fn probe(file: &Path) -> anyhow::Result<(String, u64)> {
     let path = file.to_str().context("file name is not UTF-8")?;
-    let info: Value =
-        serde_json::from_slice(&qemu_img(&["info", "--output=json", path]).await?)?;
+    let info: Value = serde_json::from_slice(&qemu_img(&["info", "--output=json", path]).await?)?;
     let format = info["format"].as_str().context("qemu-img gave no format")?;
     if format != "raw" && format != "qcow2" {
         bail!("{} is {format}; import takes raw or qcow2", file.display());
     }
-    let size = info["virtual-size"].as_u64().context("qemu-img gave no size")?;
+    let size = info["virtual-size"]
+        .as_u64()
+        .context("qemu-img gave no size")?;
     Ok((format.to_string(), size))
 }
 
-pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) -> anyhow::Result<()> {
+pub async fn run(
+    target: AdminTarget,
+    nbd: Option<String>,
+    cmd: ImageCommand,
+) -> anyhow::Result<()> {
     let client = AdminClient::connect(&target).await?;
     match cmd {
         ImageCommand::Create { name, size, order } => print(
             &client
-                .call("POST", "images", Some(json!({ "name": name, "size": size, "order": order })))
+                .call(
+                    "POST",
+                    "images",
+                    Some(json!({ "name": name, "size": size, "order": order })),
+                )
                 .await?,
         ),
         ImageCommand::Ls => print(&client.call("GET", "images", None).await?),
-        ImageCommand::Info { name } => {
-            print(&client.call("GET", &format!("images/{}", enc(&name)), None).await?)
-        }
-        ImageCommand::Resize { name, size } => print(
+        ImageCommand::Info { name } => print(
             &client
-                .call("PUT", &format!("images/{}/size", enc(&name)), Some(json!({ "size": size })))
+                .call("GET", &format!("images/{}", enc(&name)), None)
                 .await?,
         ),
-        ImageCommand::Rm { name } => {
-            print(&client.call("DELETE", &format!("images/{}", enc(&name)), None).await?)
-        }
+        ImageCommand::Resize { name, size } => print(
+            &client
+                .call(
+                    "PUT",
+                    &format!("images/{}/size", enc(&name)),
+                    Some(json!({ "size": size })),
+                )
+                .await?,
+        ),
+        ImageCommand::Rm { name } => print(
+            &client
+                .call("DELETE", &format!("images/{}", enc(&name)), None)
+                .await?,
+        ),
         ImageCommand::Snap { command } => {
             let (method, path, body) = match command {
                 SnapCommand::Create { spec } => {
@@ -170,9 +200,15 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
                     let snap = percent_encoding::percent_decode_str(&s)
                         .decode_utf8_lossy()
                         .into_owned();
-                    ("POST", format!("images/{i}/snapshots"), Some(json!({ "name": snap })))
+                    (
+                        "POST",
+                        format!("images/{i}/snapshots"),
+                        Some(json!({ "name": snap })),
+                    )
                 }
-                SnapCommand::Ls { image } => ("GET", format!("images/{}/snapshots", enc(&image)), None),
+                SnapCommand::Ls { image } => {
+                    ("GET", format!("images/{}/snapshots", enc(&image)), None)
+                }
                 SnapCommand::Rm { spec } => {
                     let (i, s) = split_spec(&spec)?;
                     ("DELETE", format!("images/{i}/snapshots/{s}"), None)
@@ -187,7 +223,11 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
                 }
                 SnapCommand::Unprotect { spec } => {
                     let (i, s) = split_spec(&spec)?;
-                    ("DELETE", format!("images/{i}/snapshots/{s}/protection"), None)
+                    (
+                        "DELETE",
+                        format!("images/{i}/snapshots/{s}/protection"),
+                        None,
+                    )
                 }
             };
             print(&client.call(method, &path, body).await?)
@@ -199,14 +239,24 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
                 .into_owned();
             print(
                 &client
-                    .call("POST", &format!("images/{i}/clone"), Some(json!({ "snapshot": snap, "name": name })))
+                    .call(
+                        "POST",
+                        &format!("images/{i}/clone"),
+                        Some(json!({ "snapshot": snap, "name": name })),
+                    )
                     .await?,
             )
         }
-        ImageCommand::Flatten { name } => {
-            print(&client.call("POST", &format!("images/{}/flatten", enc(&name)), None).await?)
-        }
-        ImageCommand::Diff { name, from_snap, to_snap } => {
+        ImageCommand::Flatten { name } => print(
+            &client
+                .call("POST", &format!("images/{}/flatten", enc(&name)), None)
+                .await?,
+        ),
+        ImageCommand::Diff {
+            name,
+            from_snap,
+            to_snap,
+        } => {
             let mut q = Vec::new();
             if let Some(f) = from_snap {
                 q.push(format!("from={}", enc(&f)));
@@ -216,7 +266,11 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
             }
             print(
                 &client
-                    .call("GET", &format!("images/{}/diff?{}", enc(&name), q.join("&")), None)
+                    .call(
+                        "GET",
+                        &format!("images/{}/diff?{}", enc(&name), q.join("&")),
+                        None,
+                    )
                     .await?,
             )
         }
@@ -225,15 +279,36 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
             let (format, size) = probe(&file).await?;
             let size = size.div_ceil(512) * 512;
             client
-                .call("POST", "images", Some(json!({ "name": name, "size": size })))
+                .call(
+                    "POST",
+                    "images",
+                    Some(json!({ "name": name, "size": size })),
+                )
                 .await?;
             let path = file.to_str().context("file name is not UTF-8")?;
-            qemu_img_with(&[
-                "convert", "-p", "-n", "-f", &format, "-O", "raw", "-W", "-m", "8", path,
-                &format!("{base}/{name}"),
-            ], false)
+            qemu_img_with(
+                &[
+                    "convert",
+                    "-p",
+                    "-n",
+                    "-f",
+                    &format,
+                    "-O",
+                    "raw",
+                    "-W",
+                    "-m",
+                    "8",
+                    path,
+                    &format!("{base}/{name}"),
+                ],
+                false,
+            )
             .await?;
-            print(&client.call("GET", &format!("images/{}", enc(&name)), None).await?)
+            print(
+                &client
+                    .call("GET", &format!("images/{}", enc(&name)), None)
+                    .await?,
+            )
         }
         ImageCommand::Export { name, file, format } => {
             if format != "raw" && format != "qcow2" {
@@ -241,10 +316,21 @@ pub async fn run(target: AdminTarget, nbd: Option<String>, cmd: ImageCommand) ->
             }
             let base = nbd_base(&target, nbd.as_deref())?;
             let path = file.to_str().context("file name is not UTF-8")?;
-            qemu_img_with(&[
-                "convert", "-p", "-f", "raw", "-O", &format, "-m", "8",
-                &format!("{base}/{name}"), path,
-            ], false)
+            qemu_img_with(
+                &[
+                    "convert",
+                    "-p",
+                    "-f",
+                    "raw",
+                    "-O",
+                    &format,
+                    "-m",
+                    "8",
+                    &format!("{base}/{name}"),
+                    path,
+                ],
+                false,
+            )
             .await?;
             Ok(())
         }

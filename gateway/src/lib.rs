@@ -9,10 +9,10 @@
 pub mod admin;
 pub mod admin_cli;
 mod admin_images;
-pub mod image_cli;
 pub mod body;
 pub mod cluster;
 pub mod expirer;
+pub mod image_cli;
 pub mod node_engine;
 pub mod objects;
 pub mod s3;

@@ -808,7 +808,11 @@ async fn run_up(
         writeln!(out, "  Swift    auth url   {}", e.swift.auth_url)?;
         writeln!(out, "           user       {}", e.swift.user)?;
         writeln!(out, "           key        {}", e.swift.key)?;
-        writeln!(out, "  NBD      exports    nbd://{}/IMAGE (cairn image create NAME --size 10G)", up.nbd.local_addr)?;
+        writeln!(
+            out,
+            "  NBD      exports    nbd://{}/IMAGE (cairn image create NAME --size 10G)",
+            up.nbd.local_addr
+        )?;
         writeln!(
             out,
             "  written to {}",

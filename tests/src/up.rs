@@ -63,6 +63,8 @@ impl CairnUp {
                 "0",
                 "--expirer-interval-s",
                 "1",
+                "--nbd-port",
+                "0",
                 "--host",
                 &host,
                 "--data-dir",
@@ -127,6 +129,19 @@ impl CairnUp {
 
     pub fn swift(&self, key: &str) -> String {
         self.endpoints["swift"][key].as_str().unwrap().to_string()
+    }
+
+    /// The NBD URL of export `name` (an image, or `image@snapshot`).
+    pub fn nbd(&self, name: &str) -> String {
+        format!("{}/{name}", self.endpoints["nbd"].as_str().unwrap())
+    }
+
+    /// Kills the process with SIGKILL (a crash) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops the process cleanly (as Ctrl-C would) and waits for it.

@@ -23,8 +23,7 @@ fn key(name: &str) -> Bytes {
 }
 
 fn decode(name: &str, value: &[u8]) -> Result<ImageHeader> {
-    serde_json::from_slice(value)
-        .map_err(|e| BlockError::Corrupt(format!("image {name:?}: {e}")))
+    serde_json::from_slice(value).map_err(|e| BlockError::Corrupt(format!("image {name:?}: {e}")))
 }
 
 fn encode(h: &ImageHeader) -> Result<Bytes> {

@@ -26,7 +26,11 @@ pub enum BlockError {
     },
     /// This writer was fenced off: another writer took the image over with a newer epoch.
     #[error("image {image:?}: this writer (epoch {epoch}) was fenced off by epoch {seen}")]
-    Fenced { image: String, epoch: u64, seen: u64 },
+    Fenced {
+        image: String,
+        epoch: u64,
+        seen: u64,
+    },
     #[error("image {0:?} is read-only here (a snapshot, or opened for reading)")]
     ReadOnly(String),
     /// A flush could not make every acknowledged write durable on a write quorum.

@@ -84,7 +84,7 @@ pub fn check_size(size_bytes: u64) -> Result<()> {
             "image size must be 1..={IMAGE_SIZE_MAX_BYTES} bytes, got {size_bytes}"
         )));
     }
-    if size_bytes % 512 != 0 {
+    if !size_bytes.is_multiple_of(512) {
         return Err(BlockError::Invalid(format!(
             "image size must be a multiple of 512 bytes, got {size_bytes}"
         )));
@@ -112,7 +112,11 @@ pub fn parse_size(text: &str) -> Result<u64> {
                 'G' => 1 << 30,
                 'T' => 1 << 40,
                 'B' => 1,
-                _ => return Err(BlockError::Invalid(format!("unknown size unit in {text:?}"))),
+                _ => {
+                    return Err(BlockError::Invalid(format!(
+                        "unknown size unit in {text:?}"
+                    )));
+                }
             };
             (&t[..i], m)
         }
@@ -128,6 +132,8 @@ pub fn parse_size(text: &str) -> Result<u64> {
     if bytes > IMAGE_SIZE_MAX_BYTES as f64 {
         return Err(BlockError::Invalid(format!("size {text:?} is too large")));
     }
+    // In range (checked above) and non-negative: the conversion only drops the fraction.
+    #[allow(clippy::cast_possible_truncation)]
     Ok(bytes as u64)
 }
 

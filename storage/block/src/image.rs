@@ -45,7 +45,6 @@ impl WriterState {
         }
     }
 
-
     /// A fresh tag and the keep list in force for it, taken together so a snapshot taken
     /// concurrently is either below the tag or in the list.
     fn next(&self) -> (WriteTag, Vec<WriteTag>) {
@@ -221,7 +220,9 @@ impl Image {
         let order = layer.order;
         for part in parts {
             let start = (part.object_no << order) + part.offset;
-            let (spans, _) = layer.read(&self.client, start, part.len_bytes, None).await?;
+            let (spans, _) = layer
+                .read(&self.client, start, part.len_bytes, None)
+                .await?;
             warn!(image = %self.name, object = part.object_no, "replicas disagree about an earlier writer's change; rewriting it under this writer's epoch");
             let mut at = start;
             for span in spans {
@@ -317,7 +318,13 @@ impl Image {
 
     /// Writes zeros: a trim, unless `allocate` asks for the range to stay allocated (NBD's
     /// NO_HOLE), which stores zero bytes.
-    pub async fn write_zeroes(&self, offset: u64, len: u64, allocate: bool, fua: bool) -> Result<()> {
+    pub async fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        allocate: bool,
+        fua: bool,
+    ) -> Result<()> {
         if !allocate {
             return self.trim(offset, len, fua).await;
         }

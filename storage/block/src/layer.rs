@@ -91,7 +91,8 @@ impl Layer {
     ) -> BoxFuture<'a, Result<(Vec<ReadSpan>, Vec<ObjectRange>)>> {
         Box::pin(async move {
             let parts = layout::split_io(self.order, offset, len, EXTENT_IO_MAX_BYTES);
-            let reads = try_join_all(parts.iter().map(|p| self.read_object(client, p, epoch))).await?;
+            let reads =
+                try_join_all(parts.iter().map(|p| self.read_object(client, p, epoch))).await?;
             let mut out = Vec::new();
             let mut unsettled = Vec::new();
             for (part, read) in parts.iter().zip(reads) {
@@ -99,7 +100,8 @@ impl Layer {
                     unsettled.push(*part);
                 }
                 let base = (part.object_no << self.order) + part.offset;
-                for (s, e, piece) in extent::paint(&read.pieces, part.offset, part.len_bytes, None) {
+                for (s, e, piece) in extent::paint(&read.pieces, part.offset, part.len_bytes, None)
+                {
                     match piece {
                         Some(p) => match &p.data {
                             Some(d) => {
@@ -182,7 +184,8 @@ impl Layer {
             for (part, metas) in parts.iter().zip(metas) {
                 let base = part.object_no << self.order;
                 let visible: Vec<PieceMeta> = metas;
-                for (s, e, piece) in extent::paint(&visible, part.offset, part.len_bytes, self.upto) {
+                for (s, e, piece) in extent::paint(&visible, part.offset, part.len_bytes, self.upto)
+                {
                     match piece {
                         Some(p) => push_alloc(
                             &mut out,
@@ -194,7 +197,10 @@ impl Layer {
                         None => match &self.parent {
                             Some((parent, overlap)) if base + s < *overlap => {
                                 let through = (base + e).min(*overlap);
-                                for a in parent.allocation(client, base + s, through - base - s).await? {
+                                for a in parent
+                                    .allocation(client, base + s, through - base - s)
+                                    .await?
+                                {
                                     push_alloc(&mut out, a);
                                 }
                                 push_alloc(

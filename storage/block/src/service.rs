@@ -96,7 +96,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
         &self.client
     }
 
-    pub async fn create(&self, name: &str, size_bytes: u64, order: Option<u8>) -> Result<ImageHeader> {
+    pub async fn create(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        order: Option<u8>,
+    ) -> Result<ImageHeader> {
         header::check_name("image", name)?;
         header::check_size(size_bytes)?;
         let order = order.unwrap_or(ORDER_DEFAULT);
@@ -310,13 +315,14 @@ impl<S: MetaStore + Clone> BlockService<S> {
         let (mut header, _) = self.catalog.require(name).await?;
         let upto = match snapshot {
             Some(s) => {
-                let snap = header
-                    .snapshot(s)
-                    .cloned()
-                    .ok_or_else(|| BlockError::NoSuchSnapshot {
-                        image: name.to_string(),
-                        snap: s.to_string(),
-                    })?;
+                let snap =
+                    header
+                        .snapshot(s)
+                        .cloned()
+                        .ok_or_else(|| BlockError::NoSuchSnapshot {
+                            image: name.to_string(),
+                            snap: s.to_string(),
+                        })?;
                 header.size_bytes = snap.size_bytes;
                 Some(snap.tag)
             }
@@ -461,7 +467,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
             let end = (start + OBJECTS_PER_SCAN_STEP as u64).min(count);
             let nos: Vec<u64> = (start..end).collect();
             let metas = self.client.extent_metas(&header.id, &nos).await?;
-            out.extend(nos.into_iter().zip(metas).filter(|(_, m)| !m.is_empty()).map(|(o, _)| o));
+            out.extend(
+                nos.into_iter()
+                    .zip(metas)
+                    .filter(|(_, m)| !m.is_empty())
+                    .map(|(o, _)| o),
+            );
             start = end;
         }
         Ok(out)
@@ -543,10 +554,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
     /// writes to their objects, so client I/O never waits for it.
     pub async fn snap_remove(&self, name: &str, snap: &str) -> Result<()> {
         let header = self.header(name).await?;
-        let s = header.snapshot(snap).ok_or_else(|| BlockError::NoSuchSnapshot {
-            image: name.to_string(),
-            snap: snap.to_string(),
-        })?;
+        let s = header
+            .snapshot(snap)
+            .ok_or_else(|| BlockError::NoSuchSnapshot {
+                image: name.to_string(),
+                snap: snap.to_string(),
+            })?;
         if s.protected {
             return Err(BlockError::Conflict(format!(
                 "snapshot {name}@{snap} is protected; unprotect it first"
@@ -592,10 +605,13 @@ impl<S: MetaStore + Clone> BlockService<S> {
     pub async fn snap_rollback(&self, name: &str, snap: &str) -> Result<()> {
         self.with_writer(name, async |image| {
             let header = self.header(name).await?;
-            let s = header.snapshot(snap).cloned().ok_or_else(|| BlockError::NoSuchSnapshot {
-                image: name.to_string(),
-                snap: snap.to_string(),
-            })?;
+            let s = header
+                .snapshot(snap)
+                .cloned()
+                .ok_or_else(|| BlockError::NoSuchSnapshot {
+                    image: name.to_string(),
+                    snap: snap.to_string(),
+                })?;
             let objects = self.existing_objects(&header).await?;
             let view = self.open_read(name, Some(snap)).await?;
             let object = header.object_size();
@@ -633,10 +649,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
     pub async fn clone_image(&self, parent: &str, snap: &str, child: &str) -> Result<ImageHeader> {
         header::check_name("image", child)?;
         let ph = self.header(parent).await?;
-        let s = ph.snapshot(snap).ok_or_else(|| BlockError::NoSuchSnapshot {
-            image: parent.to_string(),
-            snap: snap.to_string(),
-        })?;
+        let s = ph
+            .snapshot(snap)
+            .ok_or_else(|| BlockError::NoSuchSnapshot {
+                image: parent.to_string(),
+                snap: snap.to_string(),
+            })?;
         if !s.protected {
             return Err(BlockError::Conflict(format!(
                 "snapshot {parent}@{snap} must be protected before cloning (cairn image snap protect)"
@@ -724,7 +742,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
 
     /// What changed between snapshot `from` (or the beginning) and snapshot `to` (or the head),
     /// in image offsets, merged. The image's own changes only (not a parent's).
-    pub async fn diff(&self, name: &str, from: Option<&str>, to: Option<&str>) -> Result<Vec<DiffExtent>> {
+    pub async fn diff(
+        &self,
+        name: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<DiffExtent>> {
         let header = self.header(name).await?;
         let tag_of = |s: &str| {
             header
@@ -738,7 +761,9 @@ impl<S: MetaStore + Clone> BlockService<S> {
         let after = from.map(tag_of).transpose()?;
         let upto = to.map(tag_of).transpose()?;
         let size = match to {
-            Some(s) => header.snapshot(s).map_or(header.size_bytes, |s| s.size_bytes),
+            Some(s) => header
+                .snapshot(s)
+                .map_or(header.size_bytes, |s| s.size_bytes),
             None => header.size_bytes,
         };
         let object = header.object_size();
@@ -781,7 +806,12 @@ impl<S: MetaStore + Clone> BlockService<S> {
 }
 
 /// Writes `spans` at `offset`: data as data; zeros as trims, or not at all if `skip_zeros`.
-async fn write_spans(image: &Image, offset: u64, spans: Vec<ReadSpan>, skip_zeros: bool) -> Result<()> {
+async fn write_spans(
+    image: &Image,
+    offset: u64,
+    spans: Vec<ReadSpan>,
+    skip_zeros: bool,
+) -> Result<()> {
     let mut at = offset;
     for span in spans {
         let n = span.len();

@@ -99,7 +99,8 @@ fn new_incarnation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    (nanos as u64) ^ (u64::from(std::process::id()) << 40)
+    // The low 64 bits of the clock are what changes between openings.
+    u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0) ^ (u64::from(std::process::id()) << 40)
 }
 
 /// fsyncs a directory so a rename or create in it is durable.

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use cairn_engine::extent::{self, ExtentPiece};
 use cairn_engine::{
     AuditReport, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, ExtentChange,
-    ExtentKey, ExtentRead, ExtentWriteOpts, PieceMeta, Health, ListPage, ListQuery, ListingEntry, ListingInfo, ListingKey, ListingRecord,
-    ListingStats, PartitionDigest, Result, StorageEngine, Timestamp, Usage, WriteOutcome, WriteTag,
+    ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery, ListingEntry, ListingInfo,
+    ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result, StorageEngine,
+    Timestamp, Usage, WriteOutcome, WriteTag,
 };
 
 pub use blobs::{RocksReader, RocksWriter};
@@ -196,6 +197,10 @@ impl StorageEngine for RocksEngine {
 
     async fn sync_extents(&self) -> Result<u64> {
         records::sync_extents(&self.inner).await
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.inner.incarnation
     }
 
     async fn fence(&self, image: &str, epoch: u64) -> Result<u64> {

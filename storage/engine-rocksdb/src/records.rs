@@ -184,7 +184,9 @@ fn read_piece_bytes(
         let data = chunk::verify_chunk(&encoded)
             .map_err(|e| Error::Corrupt(format!("extent chunk {c}: {e}")))?;
         if data.len() != chunk::chunk_data_len_bytes(c, piece.len_bytes) {
-            return Err(Error::Corrupt(format!("extent chunk {c} has the wrong length")));
+            return Err(Error::Corrupt(format!(
+                "extent chunk {c} has the wrong length"
+            )));
         }
         let base = c * chunk;
         let s = usize::try_from(from.max(base) - base).unwrap_or(0);

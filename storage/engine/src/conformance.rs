@@ -419,7 +419,12 @@ pub async fn extents_snapshots_and_pieces<E: StorageEngine>(e: &E) {
     );
     let inc = e.sync_extents().await.unwrap();
     assert_eq!(e.sync_extents().await.unwrap(), inc);
-    assert!(e.extent_piece_metas(&ek("snapimg", 1)).await.unwrap().is_empty());
+    assert!(
+        e.extent_piece_metas(&ek("snapimg", 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn extents_basic<E: StorageEngine>(e: &E) {

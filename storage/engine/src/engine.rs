@@ -11,12 +11,13 @@ use bytes::Bytes;
 use crate::Timestamp;
 use crate::digest::PartitionDigest;
 use crate::error::Result;
-use crate::types::{
-    AuditReport, BlobCommit, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, ExtentKey,
-    ExtentChange, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery, ListingEntry,
-    ListingInfo, ListingKey, ListingRecord, ListingStats, PieceMeta, Usage, WriteOutcome, WriteTag,
-};
 use crate::extent::ExtentPiece;
+use crate::types::{
+    AuditReport, BlobCommit, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport,
+    ExtentChange, ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery,
+    ListingEntry, ListingInfo, ListingKey, ListingRecord, ListingStats, PieceMeta, Usage,
+    WriteOutcome, WriteTag,
+};
 
 /// Options of the single-piece convenience calls: durable, no snapshots.
 static DURABLE: ExtentWriteOpts = ExtentWriteOpts {
@@ -163,12 +164,7 @@ pub trait StorageEngine: Send + Sync + 'static {
         data: Bytes,
         tag: WriteTag,
     ) -> impl Future<Output = Result<()>> + Send {
-        self.change_extent(
-            key,
-            ExtentChange::Write { offset, data },
-            tag,
-            &DURABLE,
-        )
+        self.change_extent(key, ExtentChange::Write { offset, data }, tag, &DURABLE)
     }
 
     /// Reads `[offset, offset + len_bytes)`; unwritten or trimmed bytes are holes.
@@ -202,6 +198,9 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// different incarnation when its change was acknowledged knows the change may be lost.
     fn sync_extents(&self) -> impl Future<Output = Result<u64>> + Send;
 
+    /// The incarnation [`StorageEngine::sync_extents`] reports, without syncing.
+    fn incarnation(&self) -> u64;
+
     /// Turns `[offset, offset + len_bytes)` into a hole (for writes tagged below `tag`).
     fn trim_extent(
         &self,
@@ -210,12 +209,7 @@ pub trait StorageEngine: Send + Sync + 'static {
         len_bytes: u64,
         tag: WriteTag,
     ) -> impl Future<Output = Result<()>> + Send {
-        self.change_extent(
-            key,
-            ExtentChange::Trim { offset, len_bytes },
-            tag,
-            &DURABLE,
-        )
+        self.change_extent(key, ExtentChange::Trim { offset, len_bytes }, tag, &DURABLE)
     }
 
     /// Deletes the object: everything tagged below `tag` becomes holes and its space is freed.

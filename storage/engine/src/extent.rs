@@ -101,12 +101,12 @@ impl Tagged for PieceMeta {
 /// Non-overlapping segments covering `[offset, offset + len_bytes)`, each with the piece that
 /// wins it (highest tag), or `None` where no piece lies. Pieces tagged above `upto` are ignored,
 /// which gives the view of a snapshot taken at `upto`.
-pub fn paint<'a, T: Tagged>(
-    pieces: &'a [T],
+pub fn paint<T: Tagged>(
+    pieces: &[T],
     offset: u64,
     len_bytes: u64,
     upto: Option<WriteTag>,
-) -> Vec<(u64, u64, Option<&'a T>)> {
+) -> Vec<(u64, u64, Option<&T>)> {
     let end = offset + len_bytes;
     let mut order: Vec<&T> = pieces
         .iter()

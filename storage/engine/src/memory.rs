@@ -456,6 +456,10 @@ impl StorageEngine for MemoryEngine {
         Ok(self.incarnation)
     }
 
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
     async fn fence(&self, image: &str, epoch: u64) -> Result<u64> {
         let mut s = self.lock()?;
         let seen = s.fences.entry(image.to_string()).or_insert(0);

@@ -138,9 +138,15 @@ pub struct ExtentWriteOpts {
 /// A change to an extent object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtentChange {
-    Write { offset: u64, data: Bytes },
+    Write {
+        offset: u64,
+        data: Bytes,
+    },
     /// Reads as zeros afterwards; frees what it hides.
-    Trim { offset: u64, len_bytes: u64 },
+    Trim {
+        offset: u64,
+        len_bytes: u64,
+    },
     /// The whole object: everything older becomes holes and is freed.
     DeleteObject,
 }

@@ -13,9 +13,9 @@ use cairn_engine::{
 use cairn_net::{Body, CallContext, Handler, HandlerError, Response, decode_request};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::limits::EXTENT_METAS_KEYS_MAX;
 use crate::listing_updates::ListingUpdater;
 use crate::metrics::NodeMetrics;
-use crate::limits::EXTENT_METAS_KEYS_MAX;
 use crate::rpc::{NodeRequest, NodeResponse, RemoteError, WireExtentChange, WirePiece};
 
 /// The devices this node serves, by ring device id.
@@ -214,7 +214,7 @@ impl<E: StorageEngine> NodeService<E> {
                 let change = match change {
                     WireExtentChange::Write { offset } => {
                         let data = body
-                            .collect(EXTENT_IO_MAX_BYTES as usize)
+                            .collect(usize::try_from(EXTENT_IO_MAX_BYTES).unwrap_or(usize::MAX))
                             .await
                             .map_err(|e| RemoteError::Invalid(format!("extent body: {e}")))?;
                         self.metrics.bytes_in(data.len() as u64);

@@ -107,8 +107,14 @@ impl ClusterClient {
                 } else {
                     Body::Full(body.clone())
                 };
-                let call =
-                    self.call_owned(device, addr.clone(), req, body, EXTENT_CALL_TIMEOUT_MS, request_id);
+                let call = self.call_owned(
+                    device,
+                    addr.clone(),
+                    req,
+                    body,
+                    EXTENT_CALL_TIMEOUT_MS,
+                    request_id,
+                );
                 async move { (addr, call.await.1) }
             })
             .collect();
@@ -167,7 +173,14 @@ impl ClusterClient {
                     len_bytes,
                     upto,
                 };
-                self.call_owned(device, addr, req, Body::Empty, EXTENT_CALL_TIMEOUT_MS, request_id)
+                self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    Body::Empty,
+                    EXTENT_CALL_TIMEOUT_MS,
+                    request_id,
+                )
             })
             .collect();
         let mut answers: Vec<Vec<ExtentPiece>> = Vec::new();
@@ -213,7 +226,11 @@ impl ClusterClient {
         let mut holders = vec![0usize; keys.len()];
         for (i, key) in keys.iter().enumerate() {
             for (device, addr) in self.extent_primaries(&rings, key.partition) {
-                per_device.entry(device).or_insert((addr, Vec::new())).1.push(i);
+                per_device
+                    .entry(device)
+                    .or_insert((addr, Vec::new()))
+                    .1
+                    .push(i);
                 holders[i] += 1;
             }
         }
@@ -320,7 +337,14 @@ impl ClusterClient {
                     image: image.to_string(),
                     epoch,
                 };
-                self.call_owned(device, addr, req, Body::Empty, EXTENT_CALL_TIMEOUT_MS, request_id)
+                self.call_owned(
+                    device,
+                    addr,
+                    req,
+                    Body::Empty,
+                    EXTENT_CALL_TIMEOUT_MS,
+                    request_id,
+                )
             })
             .collect();
         let results: Vec<_> = calls.collect().await;
@@ -412,11 +436,7 @@ async fn pieces_from_wire(
 /// Merges replicas' winning pieces: for each byte the highest tag any replica holds wins.
 pub fn merge_answers(answers: Vec<Vec<ExtentPiece>>, offset: u64, len_bytes: u64) -> ExtentView {
     let divergent = answers.windows(2).any(|w| {
-        w[0].len() != w[1].len()
-            || w[0]
-                .iter()
-                .zip(&w[1])
-                .any(|(a, b)| a.meta() != b.meta())
+        w[0].len() != w[1].len() || w[0].iter().zip(&w[1]).any(|(a, b)| a.meta() != b.meta())
     });
     let all: Vec<ExtentPiece> = answers.into_iter().flatten().collect();
     let pieces = extent::paint(&all, offset, len_bytes, None)
