@@ -61,7 +61,11 @@ impl AdminClient {
             .clone()
             .or_else(|| from_file("/swift/key"))
             .context("give the admin's password: --admin-key (or CAIRN_ADMIN_KEY)")?;
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        // No idle connection reuse: a long admin call (flatten, rollback) right after the auth
+        // call must not race the server closing a kept-alive connection.
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
         let req = http::Request::get(format!("{base}/auth/v1.0"))
             .header("x-auth-user", &user)
             .header("x-auth-key", &key)

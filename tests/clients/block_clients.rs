@@ -189,6 +189,7 @@ fn fio_random_writes_at_depth_32_verify() {
                 "--verify=crc32c",
                 "--do_verify=1",
                 "--verify_fatal=1",
+                "--verify_state_save=0",
                 "--output-format=terse",
             ])
             .arg(format!("--uri={}", up.nbd("fio"))),

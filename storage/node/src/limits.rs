@@ -25,4 +25,4 @@ pub const METRICS_CONNECTIONS_MAX: usize = 16;
 /// Extent objects whose piece metadata one call may ask for.
 pub const EXTENT_METAS_KEYS_MAX: usize = 1024;
 /// Timeout of one extent call (a change or read of at most 4 MiB, a sync, a fence).
-pub const EXTENT_CALL_TIMEOUT_MS: u64 = 10_000;
+pub const EXTENT_CALL_TIMEOUT_MS: u64 = 30_000;
