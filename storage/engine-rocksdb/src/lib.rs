@@ -148,27 +148,7 @@ impl StorageEngine for RocksEngine {
         tag: WriteTag,
         opts: &ExtentWriteOpts,
     ) -> Result<()> {
-        let piece = match change {
-            ExtentChange::Write { offset, data } => {
-                extent::validate_range(offset, data.len() as u64, false)?;
-                ExtentPiece {
-                    tag,
-                    offset,
-                    len_bytes: data.len() as u64,
-                    data: Some(data),
-                }
-            }
-            ExtentChange::Trim { offset, len_bytes } => {
-                extent::validate_range(offset, len_bytes, true)?;
-                ExtentPiece {
-                    tag,
-                    offset,
-                    len_bytes,
-                    data: None,
-                }
-            }
-            ExtentChange::DeleteObject => extent::delete_piece(tag),
-        };
+        let piece = extent::piece_of(change, tag)?;
         records::add_piece(&self.inner, key, piece, opts).await
     }
 

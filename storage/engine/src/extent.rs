@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::limits::{EXTENT_IO_MAX_BYTES, EXTENT_OBJECT_MAX_BYTES};
-use crate::types::{ExtentRead, ExtentSpan, PieceMeta, WriteTag};
+use crate::types::{ExtentChange, ExtentRead, ExtentSpan, PieceMeta, WriteTag};
 
 /// One write (`data: Some`) or trim (`data: None`) of `[offset, offset + len_bytes)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +155,31 @@ pub fn validate_range(offset: u64, len_bytes: u64, whole_object: bool) -> Result
         )));
     }
     Ok(())
+}
+
+/// The piece a change stores, after checking its range against the limits.
+pub fn piece_of(change: ExtentChange, tag: WriteTag) -> Result<ExtentPiece> {
+    Ok(match change {
+        ExtentChange::Write { offset, data } => {
+            validate_range(offset, data.len() as u64, false)?;
+            ExtentPiece {
+                tag,
+                offset,
+                len_bytes: data.len() as u64,
+                data: Some(data),
+            }
+        }
+        ExtentChange::Trim { offset, len_bytes } => {
+            validate_range(offset, len_bytes, true)?;
+            ExtentPiece {
+                tag,
+                offset,
+                len_bytes,
+                data: None,
+            }
+        }
+        ExtentChange::DeleteObject => delete_piece(tag),
+    })
 }
 
 /// The piece a whole-object delete leaves behind so older writes arriving later stay hidden.

@@ -391,27 +391,7 @@ impl StorageEngine for MemoryEngine {
         tag: WriteTag,
         opts: &ExtentWriteOpts,
     ) -> Result<()> {
-        let piece = match change {
-            ExtentChange::Write { offset, data } => {
-                extent::validate_range(offset, data.len() as u64, false)?;
-                ExtentPiece {
-                    tag,
-                    offset,
-                    len_bytes: data.len() as u64,
-                    data: Some(data),
-                }
-            }
-            ExtentChange::Trim { offset, len_bytes } => {
-                extent::validate_range(offset, len_bytes, true)?;
-                ExtentPiece {
-                    tag,
-                    offset,
-                    len_bytes,
-                    data: None,
-                }
-            }
-            ExtentChange::DeleteObject => extent::delete_piece(tag),
-        };
+        let piece = extent::piece_of(change, tag)?;
         let mut s = self.lock()?;
         check_fence(&mut s, &key.image, tag.epoch)?;
         add_piece(&mut s, key, piece, &opts.keep);
