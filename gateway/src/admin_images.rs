@@ -80,7 +80,6 @@ pub(crate) async fn handle(
         "this gateway serves no block layer".to_string(),
     ))?;
     let fail = |e: BlockError| (status_of(&e), e.to_string());
-    let parse = |v: Value| -> Result<_, (StatusCode, String)> { Ok(v) };
     let ok = |v: Value| Ok((StatusCode::OK, v));
     let q = |key: &str| -> Option<String> {
         query?.split('&').find_map(|kv| {
@@ -95,7 +94,7 @@ pub(crate) async fn handle(
     match (method, parts) {
         (&Method::GET, []) => ok(json!(block.list().await.map_err(fail)?)),
         (&Method::POST, []) => {
-            let n: NewImage = from_value(parse(body().await?)?)?;
+            let n: NewImage = from_value(body().await?)?;
             let size = size_of(&n.size)?;
             let h = block.create(&n.name, size, n.order).await.map_err(fail)?;
             Ok((StatusCode::CREATED, json!(h)))

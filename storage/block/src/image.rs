@@ -224,15 +224,27 @@ impl Image {
                 .read(&self.client, start, part.len_bytes, None)
                 .await?;
             warn!(image = %self.name, object = part.object_no, "replicas disagree about an earlier writer's change; rewriting it under this writer's epoch");
-            let mut at = start;
-            for span in spans {
-                let n = span.len();
-                match span {
-                    ReadSpan::Data(d) => self.write(at, d, false).await?,
-                    ReadSpan::Zero(_) => self.trim(at, n, false).await?,
-                }
-                at += n;
+            self.write_spans(start, spans, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `spans` at `offset`: data as data; zeros as trims, or not at all if `skip_zeros`.
+    pub async fn write_spans(
+        &self,
+        offset: u64,
+        spans: Vec<ReadSpan>,
+        skip_zeros: bool,
+    ) -> Result<()> {
+        let mut at = offset;
+        for span in spans {
+            let n = span.len();
+            match span {
+                ReadSpan::Data(d) => self.write(at, d, false).await?,
+                ReadSpan::Zero(_) if skip_zeros => {}
+                ReadSpan::Zero(_) => self.trim(at, n, false).await?,
             }
+            at += n;
         }
         Ok(())
     }

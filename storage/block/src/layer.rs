@@ -183,9 +183,7 @@ impl Layer {
             let mut out = Vec::new();
             for (part, metas) in parts.iter().zip(metas) {
                 let base = part.object_no << self.order;
-                let visible: Vec<PieceMeta> = metas;
-                for (s, e, piece) in extent::paint(&visible, part.offset, part.len_bytes, self.upto)
-                {
+                for (s, e, piece) in extent::paint(&metas, part.offset, part.len_bytes, self.upto) {
                     match piece {
                         Some(p) => push_alloc(
                             &mut out,

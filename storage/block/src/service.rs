@@ -20,7 +20,7 @@ use crate::catalog::ImageCatalog;
 use crate::error::{BlockError, Result};
 use crate::header::{self, ImageHeader, ParentRef, Snapshot};
 use crate::image::{Image, WriterState};
-use crate::layer::{self, Layer, ReadSpan};
+use crate::layer::{self, Layer};
 use crate::layout;
 use crate::limits::{
     MAINTENANCE_PARALLELISM, OBJECTS_PER_SCAN_STEP, ORDER_DEFAULT, SNAPSHOTS_MAX,
@@ -716,7 +716,7 @@ impl<S: MetaStore + Clone> BlockService<S> {
                         if let Some((pl, _)) = &layer.parent {
                             for (s, e) in gaps {
                                 let (spans, _) = pl.read(&client, start + s, e - s, None).await?;
-                                write_spans(&image, start + s, spans, true).await?;
+                                image.write_spans(start + s, spans, true).await?;
                             }
                         }
                         Ok(())
@@ -805,30 +805,10 @@ impl<S: MetaStore + Clone> BlockService<S> {
     }
 }
 
-/// Writes `spans` at `offset`: data as data; zeros as trims, or not at all if `skip_zeros`.
-async fn write_spans(
-    image: &Image,
-    offset: u64,
-    spans: Vec<ReadSpan>,
-    skip_zeros: bool,
-) -> Result<()> {
-    let mut at = offset;
-    for span in spans {
-        let n = span.len();
-        match span {
-            ReadSpan::Data(d) => image.write(at, d, false).await?,
-            ReadSpan::Zero(_) if skip_zeros => {}
-            ReadSpan::Zero(_) => image.trim(at, n, false).await?,
-        }
-        at += n;
-    }
-    Ok(())
-}
-
 /// Makes `[start, start + len)` of `to` equal to `from`'s view of it.
 async fn copy_view(from: &Image, to: &Image, start: u64, len: u64) -> Result<()> {
     let spans = from.read(start, len).await?;
-    write_spans(to, start, spans, false).await
+    to.write_spans(start, spans, false).await
 }
 
 fn new_id() -> String {
