@@ -11,6 +11,10 @@
 APT_PACKAGES=(gcc librocksdb-dev libclang-dev util-linux curl etcd-server protobuf-compiler
   awscli s3cmd rclone python3-swiftclient python3-boto3 python3-venv
   qemu-utils libnbd-bin nbdkit fio)
+# The QEMU guest boot test (tests/clients/guest_boot.rs): qemu-system-x86 runs the guest (TCG);
+# busybox-static, cpio, syslinux(-common), mtools, dosfstools build its boot disk (guest-image.sh).
+GUEST_APT_PACKAGES=(qemu-system-x86 busybox-static cpio syslinux syslinux-common mtools dosfstools)
+APT_PACKAGES+=("${GUEST_APT_PACKAGES[@]}")
 
 # A current boto3 (>= 1.36 sends aws-chunked bodies with checksum trailers by default), in a
 # venv outside the clone; the gateway tests use it next to Debian's boto3.

@@ -13,6 +13,7 @@ pub mod body;
 pub mod cluster;
 pub mod expirer;
 pub mod image_cli;
+pub mod nbd_serve;
 pub mod node_engine;
 pub mod objects;
 pub mod s3;

@@ -139,6 +139,11 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The NBD server on its own (`cairn up` runs one too).
+    Nbd {
+        #[command(subcommand)]
+        command: NbdCommand,
+    },
     /// Run a storage node: serve its devices and run the replicator and auditor.
     Node {
         /// The node's TOML config.
@@ -147,6 +152,33 @@ enum Command {
         /// Only check the config (and that rings and certificates load), then exit.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NbdCommand {
+    /// Serve every image of the cluster as an NBD export (`NAME` read-write with one writer
+    /// per image, `NAME@SNAP` read-only) until SIGINT/SIGTERM.
+    Serve {
+        /// A node config naming the rings, hash secrets and a certificate the cluster trusts;
+        /// its `[meta]` section names the control-plane store unless --etcd/--meta-dir do.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// etcd client URLs, comma-separated.
+        #[arg(long, value_delimiter = ',', conflicts_with = "meta_dir")]
+        etcd: Vec<String>,
+        /// The embedded store's directory (only while no other process has it open).
+        #[arg(long)]
+        meta_dir: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:10809")]
+        listen: std::net::SocketAddr,
+        /// Offer STARTTLS with qemu's tls-creds-x509 layout: server-cert.pem, server-key.pem
+        /// and, to require client certificates, ca-cert.pem.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Refuse clients that do not start TLS.
+        #[arg(long)]
+        tls_required: bool,
     },
 }
 
@@ -163,7 +195,11 @@ struct MetaArgs {
 
 impl MetaArgs {
     async fn open(&self) -> anyhow::Result<cairn_meta::AnyMetaStore> {
-        let config = match (&self.meta_dir, self.etcd.is_empty()) {
+        Ok(cairn_meta::AnyMetaStore::open(&self.config()?).await?)
+    }
+
+    fn config(&self) -> anyhow::Result<cairn_meta::MetaConfig> {
+        Ok(match (&self.meta_dir, self.etcd.is_empty()) {
             (Some(dir), true) => cairn_meta::MetaConfig::Embedded { dir: dir.clone() },
             (None, false) => cairn_meta::MetaConfig::Etcd(cairn_meta::EtcdConfig {
                 endpoints: self.etcd.clone(),
@@ -173,8 +209,7 @@ impl MetaArgs {
             _ => {
                 anyhow::bail!("name the control-plane store: --etcd URL[,URL...] or --meta-dir DIR")
             }
-        };
-        Ok(cairn_meta::AnyMetaStore::open(&config).await?)
+        })
     }
 }
 
@@ -840,6 +875,20 @@ async fn run_up(
     Ok(())
 }
 
+async fn run_nbd_serve(opts: cairn_gateway::nbd_serve::NbdServeOptions) -> anyhow::Result<()> {
+    use std::io::Write;
+    let nbd = cairn_gateway::nbd_serve::serve(opts).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "cairn nbd: exports on nbd://{}/IMAGE",
+        nbd.local_addr
+    )?;
+    wait_for_signal().await?;
+    info!("stopping: finishing in-flight requests and releasing writer leases");
+    nbd.shutdown().await;
+    Ok(())
+}
+
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -894,6 +943,32 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Ca { command } => run_ca(command),
+            Command::Nbd {
+                command:
+                    NbdCommand::Serve {
+                        config,
+                        etcd,
+                        meta_dir,
+                        listen,
+                        tls_dir,
+                        tls_required,
+                    },
+            } => {
+                let meta = MetaArgs { etcd, meta_dir };
+                let meta = if meta.etcd.is_empty() && meta.meta_dir.is_none() {
+                    None
+                } else {
+                    Some(meta.config()?)
+                };
+                run_nbd_serve(cairn_gateway::nbd_serve::NbdServeOptions {
+                    node_config: config,
+                    meta,
+                    listen,
+                    tls: tls_dir.map(cairn_block::nbd::TlsConfig::from_dir),
+                    tls_required,
+                })
+                .await
+            }
             Command::Init { meta, cluster, out } => run_init(meta, cluster, out).await,
             Command::Status { meta, json } => run_status(meta, json).await,
             Command::NodeJoin {

@@ -81,23 +81,7 @@ pub struct UpCluster {
     pub nodes: Vec<RunningNode>,
     pub gateway: Gateway,
     pub endpoints: Endpoints,
-    pub nbd: NbdHandle,
-}
-
-/// The running NBD server.
-#[derive(Debug)]
-pub struct NbdHandle {
-    pub local_addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl NbdHandle {
-    /// Stops accepting, lets in-flight requests finish, and returns once connections closed.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
+    pub nbd: crate::nbd_serve::NbdHandle,
 }
 
 fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
@@ -265,7 +249,12 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
     let expirer = tokio::spawn(crate::expirer::run(client.clone(), opts.expirer_interval));
     let holder = format!("cairn-up:{}", std::process::id());
     let block = cairn_block::BlockService::new(client.clone(), (*store).clone(), holder);
-    let nbd = start_nbd(block.clone(), opts.nbd_listen).await?;
+    let nbd = crate::nbd_serve::start(
+        block.clone(),
+        opts.nbd_listen,
+        cairn_block::nbd::NbdConfig::default(),
+    )
+    .await?;
     let gateway = Gateway::start(
         GatewayOptions {
             listen: opts.listen,
@@ -301,31 +290,5 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         gateway,
         endpoints,
         nbd,
-    })
-}
-
-async fn start_nbd(
-    block: Arc<cairn_block::BlockService<AnyMetaStore>>,
-    listen: SocketAddr,
-) -> anyhow::Result<NbdHandle> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the NBD listener on {listen}"))?;
-    let local_addr = listener.local_addr()?;
-    let exports = Arc::new(cairn_block::exports::ImageExports::new(block));
-    let server = cairn_block::nbd::NbdServer::new(exports, cairn_block::nbd::NbdConfig::default())?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(listener, async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    info!(%local_addr, "NBD server listening");
-    Ok(NbdHandle {
-        local_addr,
-        stop,
-        task,
     })
 }

@@ -310,6 +310,28 @@ impl<S: MetaStore + Clone> BlockService<S> {
         Ok(())
     }
 
+    /// Gives up the writer leases of images nobody in this process has open any more (a
+    /// server stopping gracefully calls it after its connections closed, so the next writer
+    /// need not wait for the leases to expire).
+    pub async fn release_idle_writers(&self) -> Result<()> {
+        let idle: Vec<Held> = {
+            let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+            let names: Vec<String> = w
+                .iter()
+                .filter(|(_, o)| o.image.strong_count() == 0)
+                .map(|(n, _)| n.clone())
+                .collect();
+            names
+                .iter()
+                .filter_map(|n| w.remove(n).map(|o| o.held))
+                .collect()
+        };
+        for held in idle {
+            self.leases.release(&held).await?;
+        }
+        Ok(())
+    }
+
     /// Opens a read-only view: a snapshot, or the head.
     pub async fn open_read(&self, name: &str, snapshot: Option<&str>) -> Result<Arc<Image>> {
         let (mut header, _) = self.catalog.require(name).await?;
