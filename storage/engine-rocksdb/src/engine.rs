@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     /// Serializes read-check-write sequences on the index (LWW checks, fences, listing stats).
     /// Held only on blocking-pool threads.
     index_lock: Mutex<()>,
+    /// Decoded extent piece records of recently used objects (see `piece_cache`).
+    pub(crate) pieces: crate::piece_cache::PieceCache,
     /// `None` until the first small write after opening (a restart never appends to an old
     /// segment, whose tail may be torn).
     pub(crate) segment: tokio::sync::Mutex<Option<OpenSegment>>,
@@ -112,6 +114,10 @@ pub(crate) fn is_enospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull
 }
 
+/// Values at least this large (extent data chunks; index records are far smaller) go to
+/// RocksDB's blob files.
+const EXTENT_BLOB_MIN_BYTES: u64 = 2048;
+
 impl Inner {
     /// Opens (creating if needed) the device at `options.dir` and recovers from any crash: temp
     /// files are deleted and data files the index does not reference are swept.
@@ -133,6 +139,14 @@ impl Inner {
         db_opts.create_if_missing(true);
         // Fail loudly rather than silently skipping damaged WAL records.
         db_opts.set_paranoid_checks(true);
+        // Extent chunks (block-device data, up to 64 KiB each) are kept out of the LSM tree in
+        // RocksDB's blob files: compactions then move only small index entries instead of
+        // rewriting (and recompressing) every written byte several times. Disk data rarely
+        // compresses, so blobs are stored as they are; blob GC reclaims overwritten chunks.
+        db_opts.set_enable_blob_files(true);
+        db_opts.set_min_blob_size(EXTENT_BLOB_MIN_BYTES);
+        db_opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
+        db_opts.set_enable_blob_gc(true);
         let db = DB::open(&db_opts, dir.join("index"))
             .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
         let pool = BlockingPool::new();
@@ -144,6 +158,7 @@ impl Inner {
             pool,
             failed: Mutex::new(None),
             index_lock: Mutex::new(()),
+            pieces: crate::piece_cache::PieceCache::default(),
             segment: tokio::sync::Mutex::new(None),
             next_file_id: AtomicU64::new(1),
             live_blob_bytes: AtomicU64::new(0),

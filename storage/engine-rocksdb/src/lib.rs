@@ -16,6 +16,7 @@ mod io;
 mod keys;
 pub mod limits;
 mod maintenance;
+mod piece_cache;
 mod pool;
 mod records;
 mod uring;

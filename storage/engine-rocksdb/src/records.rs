@@ -14,7 +14,7 @@ use cairn_engine::{
     ListingInfo, ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result,
     WriteOutcome, WriteTag, lww, validate_name,
 };
-use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::engine::Inner;
 use crate::keys::{self, BlobRecord, PieceRecord};
@@ -25,9 +25,15 @@ fn scan_prefix(
     prefix: &[u8],
     mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
 ) -> Result<()> {
+    // The upper bound stops the iterator at the prefix's end: without it, finding out that
+    // the prefix is exhausted can mean stepping over many deleted keys beyond it.
+    let mut opts = ReadOptions::default();
+    if let Some(end) = prefix_end(prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
     for item in inner
         .db
-        .iterator(IteratorMode::From(prefix, Direction::Forward))
+        .iterator_opt(IteratorMode::From(prefix, Direction::Forward), opts)
     {
         let (k, v) = item.map_err(|e| inner.read_error(e))?;
         if !k.starts_with(prefix) || !f(&k, &v)? {
@@ -35,6 +41,18 @@ fn scan_prefix(
         }
     }
     Ok(())
+}
+
+/// The first key after every key starting with `prefix` (None: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 // ---- Extents ------------------------------------------------------------------------------------
@@ -52,7 +70,19 @@ fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8> {
     k
 }
 
-/// The piece records of one object (no bytes).
+/// The piece records of one object, from the cache or else the database.
+fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<PieceMeta>>> {
+    match inner.pieces.get(prefix) {
+        Ok(metas) => Ok(metas),
+        Err(ticket) => {
+            let metas = Arc::new(load_metas(inner, prefix)?);
+            inner.pieces.fill(prefix, ticket, metas.clone());
+            Ok(metas)
+        }
+    }
+}
+
+/// The piece records of one object (no bytes), in tag order.
 fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<PieceMeta>> {
     let mut out = Vec::new();
     scan_prefix(inner, prefix, |k, v| {
@@ -125,10 +155,16 @@ pub(crate) async fn add_piece(
             check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
             let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
             let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-            let existing = load_metas(&i, &prefix)?;
+            let existing = cached_metas(&i, &prefix)?;
             let new = piece.meta();
+            let mut after = None;
             if !existing.iter().any(|p| new.hidden_by(p, &opts.keep)) {
-                for old in existing.iter().filter(|p| p.hidden_by(&new, &opts.keep)) {
+                let mut kept: Vec<PieceMeta> = Vec::with_capacity(existing.len() + 1);
+                for old in existing.iter() {
+                    if !old.hidden_by(&new, &opts.keep) {
+                        kept.push(*old);
+                        continue;
+                    }
                     batch.delete(piece_key(&prefix, old.tag));
                     if old.data {
                         for c in 0..chunk_count(old.len_bytes) {
@@ -136,6 +172,11 @@ pub(crate) async fn add_piece(
                         }
                     }
                 }
+                // A retried write has the same tag: its record key is overwritten, not added.
+                kept.retain(|p| p.tag != new.tag);
+                let at = kept.partition_point(|p| p.tag < new.tag);
+                kept.insert(at, new);
+                after = Some(kept);
                 let rec = PieceRecord {
                     offset: piece.offset,
                     len_bytes: piece.len_bytes,
@@ -152,10 +193,18 @@ pub(crate) async fn add_piece(
                 }
             }
             if !batch.is_empty() {
-                if opts.durable {
-                    i.write(batch)?;
+                let written = if opts.durable {
+                    i.write(batch)
                 } else {
-                    i.write_unsynced(batch)?;
+                    i.write_unsynced(batch)
+                };
+                match (written, after) {
+                    (Ok(()), Some(after)) => i.pieces.written(&prefix, after),
+                    (Ok(()), None) => {}
+                    (Err(e), _) => {
+                        i.pieces.forget(&prefix);
+                        return Err(e);
+                    }
                 }
             }
             Ok(())
@@ -207,7 +256,7 @@ fn visible_pieces(
 ) -> Result<Vec<ExtentPiece>> {
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-    let metas = load_metas(inner, &prefix)?;
+    let metas = cached_metas(inner, &prefix)?;
     let mut out = Vec::new();
     for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
         let Some(p) = src else { continue };
@@ -683,4 +732,17 @@ pub(crate) async fn listing_records(
             Ok(out)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
 }
