@@ -313,10 +313,8 @@ pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<V
     inner
         .pool
         .run(move || {
-            load_metas(
-                &i,
-                &keys::extent_prefix(key.partition, &key.image, key.object_no),
-            )
+            let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
+            Ok(cached_metas(&i, &prefix)?.as_ref().clone())
         })
         .await
 }

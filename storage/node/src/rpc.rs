@@ -106,6 +106,9 @@ pub enum NodeRequest {
         offset: u64,
         len_bytes: u64,
         upto: Option<WriteTag>,
+        /// Answer the winning pieces without their bytes (a digest to compare another
+        /// replica's full answer with).
+        tags_only: bool,
     },
     /// Piece metadata of several objects (answered with `PieceMetas`, one list per key).
     ExtentMetas {

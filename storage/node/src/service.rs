@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use cairn_engine::extent;
 use cairn_engine::{
     BlobCommit, BlobKey, BlobReader, BlobWriter, ByteRange, Error as EngineError, ExtentChange,
     ListingEntry, StorageEngine, WriteOutcome, limits::EXTENT_IO_MAX_BYTES,
@@ -238,6 +239,30 @@ impl<E: StorageEngine> NodeService<E> {
                 offset,
                 len_bytes,
                 upto,
+                tags_only: true,
+                ..
+            } => {
+                extent::validate_range(offset, len_bytes, false).map_err(remote)?;
+                let metas = engine.extent_piece_metas(&key).await.map_err(remote)?;
+                let wire = extent::paint(&metas, offset, len_bytes, upto)
+                    .into_iter()
+                    .filter_map(|(s, e, p)| {
+                        p.map(|p| WirePiece {
+                            tag: p.tag,
+                            offset: s,
+                            len_bytes: e - s,
+                            data: p.data,
+                        })
+                    })
+                    .collect();
+                Ok((NodeResponse::Pieces(wire), Body::Empty))
+            }
+            NodeRequest::ReadExtent {
+                key,
+                offset,
+                len_bytes,
+                upto,
+                tags_only: false,
                 ..
             } => {
                 let pieces = engine
