@@ -26,3 +26,6 @@ pub const METRICS_CONNECTIONS_MAX: usize = 16;
 pub const EXTENT_METAS_KEYS_MAX: usize = 1024;
 /// Timeout of one extent call (a change or read of at most 4 MiB, a sync, a fence).
 pub const EXTENT_CALL_TIMEOUT_MS: u64 = 30_000;
+/// Timeout of the calls of a digest read (bytes from one replica, tags from the others); on
+/// expiry the read falls back to asking every replica with the full timeout.
+pub const EXTENT_DIGEST_CALL_TIMEOUT_MS: u64 = 5_000;

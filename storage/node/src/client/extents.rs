@@ -22,7 +22,7 @@ use futures::stream::FuturesUnordered;
 
 use super::{ClientError, ClusterClient, describe, finish_in_background};
 use crate::core::{majority as write_quorum, read_quorum};
-use crate::limits::{EXTENT_CALL_TIMEOUT_MS, EXTENT_METAS_KEYS_MAX};
+use crate::limits::{EXTENT_CALL_TIMEOUT_MS, EXTENT_DIGEST_CALL_TIMEOUT_MS, EXTENT_METAS_KEYS_MAX};
 use crate::peers::{DeviceAddr, PeerError, RingKind, Rings};
 use crate::rpc::{NodeRequest, NodeResponse, RemoteError, WireExtentChange};
 
@@ -247,14 +247,19 @@ impl ClusterClient {
         needed: usize,
         read: &DigestRead<'_>,
     ) -> Option<ExtentView> {
-        if needed == 0 || targets.len() < needed {
+        // Replicas that failed recently are left out: the full read asks everyone anyway.
+        let up: Vec<&(DeviceId, DeviceAddr)> = targets
+            .iter()
+            .filter(|(_, addr)| !self.peers.is_down(addr))
+            .collect();
+        if needed == 0 || up.len() < needed {
             return None;
         }
         let first = usize::try_from(
-            (read.key.object_no ^ (read.offset / DIGEST_ROTATE_BYTES)) % targets.len() as u64,
+            (read.key.object_no ^ (read.offset / DIGEST_ROTATE_BYTES)) % up.len() as u64,
         )
         .ok()?;
-        let chosen = (0..needed).map(|i| &targets[(first + i) % targets.len()]);
+        let chosen = (0..needed).map(|i| up[(first + i) % up.len()]);
         let calls = chosen.enumerate().map(|(i, (device, addr))| {
             let req = NodeRequest::ReadExtent {
                 device: addr.device.clone(),
@@ -264,12 +269,14 @@ impl ClusterClient {
                 upto: read.upto,
                 tags_only: i > 0,
             };
+            // Shorter than a full read's timeout: a hung replica costs this once, then it
+            // counts as down and the next reads choose others.
             self.call_owned(
                 *device,
                 addr.clone(),
                 req,
                 Body::Empty,
-                EXTENT_CALL_TIMEOUT_MS,
+                EXTENT_DIGEST_CALL_TIMEOUT_MS,
                 read.request_id,
             )
         });
