@@ -45,13 +45,26 @@ pub struct ExtentAck {
     pub of: usize,
 }
 
-/// The byte range a digest read asks for.
-struct DigestRead<'a> {
+/// What one extent read asks each replica for.
+struct RangeRead<'a> {
     key: &'a ExtentKey,
     offset: u64,
     len_bytes: u64,
     upto: Option<WriteTag>,
     request_id: RequestId,
+}
+
+impl RangeRead<'_> {
+    fn request(&self, device: &str, tags_only: bool) -> NodeRequest {
+        NodeRequest::ReadExtent {
+            device: device.to_string(),
+            key: self.key.clone(),
+            offset: self.offset,
+            len_bytes: self.len_bytes,
+            upto: self.upto,
+            tags_only,
+        }
+    }
 }
 
 /// Reads of consecutive stretches this long get their bytes from consecutive primaries.
@@ -177,7 +190,7 @@ impl ClusterClient {
         let targets = self.extent_primaries(&rings, key.partition);
         let needed = read_quorum(rings.object.primary_ids(key.partition).count());
         let request_id = RequestId::random();
-        let read = DigestRead {
+        let read = RangeRead {
             key: &key,
             offset,
             len_bytes,
@@ -191,14 +204,7 @@ impl ClusterClient {
         let mut calls: FuturesUnordered<_> = targets
             .into_iter()
             .map(|(device, addr)| {
-                let req = NodeRequest::ReadExtent {
-                    device: addr.device.clone(),
-                    key: key.clone(),
-                    offset,
-                    len_bytes,
-                    upto,
-                    tags_only: false,
-                };
+                let req = read.request(&addr.device, false);
                 self.call_owned(
                     device,
                     addr,
@@ -245,7 +251,7 @@ impl ClusterClient {
         &self,
         targets: &[(DeviceId, DeviceAddr)],
         needed: usize,
-        read: &DigestRead<'_>,
+        read: &RangeRead<'_>,
     ) -> Option<ExtentView> {
         // Replicas that failed recently are left out: the full read asks everyone anyway.
         let up: Vec<&(DeviceId, DeviceAddr)> = targets
@@ -261,14 +267,7 @@ impl ClusterClient {
         .ok()?;
         let chosen = (0..needed).map(|i| up[(first + i) % up.len()]);
         let calls = chosen.enumerate().map(|(i, (device, addr))| {
-            let req = NodeRequest::ReadExtent {
-                device: addr.device.clone(),
-                key: read.key.clone(),
-                offset: read.offset,
-                len_bytes: read.len_bytes,
-                upto: read.upto,
-                tags_only: i > 0,
-            };
+            let req = read.request(&addr.device, i > 0);
             // Shorter than a full read's timeout: a hung replica costs this once, then it
             // counts as down and the next reads choose others.
             self.call_owned(
