@@ -142,6 +142,9 @@ fn cluster_with_images(images: &[(&str, u64)]) -> (EtcdProcess, TestCluster) {
     (etcd, cluster)
 }
 
+/// RPC requests a node has served (every kind and outcome).
+const SERVED: &str = "cairn_node_rpc_requests_total";
+
 fn fio(url: &str, verify_only: bool) -> Command {
     let mut c = Command::new("fio");
     c.args([
@@ -170,6 +173,7 @@ fn fio_goes_on_when_a_storage_node_is_killed_and_reads_stay_right_after_it_retur
     let (_etcd, mut cluster) = cluster_with_images(&[("fio", 256 << 20)]);
     let nbd = NbdServe::start(&cluster, &_etcd, "a");
     let url = nbd.url("fio");
+    let served_before = cluster.metric(1, SERVED);
     let child = fio(&url, false)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -181,8 +185,16 @@ fn fio_goes_on_when_a_storage_node_is_killed_and_reads_stay_right_after_it_retur
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    // Kill a node once writes are flowing (fio has opened the export and written for a while).
-    std::thread::sleep(Duration::from_secs(3));
+    // Kill a node once writes are flowing: it has served a few hundred more requests.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.metric(1, SERVED) < served_before + 300.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no writes reached node 1 within 60 s:\n{}",
+            nbd.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     cluster.kill(1);
     let out = match rx.recv_timeout(T) {
         Ok(out) => out.unwrap(),
