@@ -109,13 +109,7 @@ impl NbdServe {
 
 impl Drop for NbdServe {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_ref() {
-            // A stopped process would not die of SIGKILL until continued on some kernels'
-            // views of ptrace; continue it first so nothing is left behind.
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-        }
+        // SIGKILL ends a stopped (SIGSTOP) process too.
         self.kill9();
     }
 }
