@@ -362,6 +362,7 @@ pub fn client_with(identity: TlsIdentity, ring: PartitionRing) -> ClusterClient 
         object: ring.clone(),
         container: ring.clone(),
         account: ring,
+        policies: Default::default(),
         hasher: PathHasher::new(HASH_PREFIX, HASH_SUFFIX),
     };
     ClusterClient::new(Arc::new(Peers::new(RpcClient::new(transport), rings)), 999)

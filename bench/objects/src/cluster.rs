@@ -180,6 +180,7 @@ impl Cluster {
             object: self.ring.clone(),
             container: self.ring.clone(),
             account: self.ring.clone(),
+            policies: Default::default(),
             hasher: PathHasher::new(HASH_PREFIX, HASH_SUFFIX),
         };
         Ok(ClusterClient::new(

@@ -5,9 +5,9 @@
 //! The decisions (which devices, when a write or read is done, which answer wins) are made by
 //! the pure state machines in [`crate::core`]; this module only performs the calls.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cairn_engine::{
@@ -21,10 +21,14 @@ use futures::stream::FuturesUnordered;
 use tracing::{debug, warn};
 
 use crate::core::{ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets};
-use crate::limits::{BLOB_CALL_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
+use crate::limits::{
+    BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, SMALL_CALL_TIMEOUT_MS,
+};
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind, Rings};
+use crate::policy::{CONTAINER_POLICY_KEY, Policies, StoragePolicy};
 use crate::rpc::{ListingTarget, NodeRequest, NodeResponse, RemoteError};
 
+pub mod ec;
 pub mod extents;
 
 /// Why a cluster operation failed.
@@ -82,6 +86,10 @@ pub struct Written {
 pub struct ClusterClient {
     peers: Arc<Peers>,
     clock: Mutex<HybridClock>,
+    policies: Arc<Policies>,
+    /// Containers' policy indexes as lately read from their records (a container keeps its
+    /// policy for life, so only a deleted and re-created container can make an entry stale).
+    container_policies: Mutex<HashMap<(String, String), (u16, Instant)>>,
 }
 
 type CallResult = (DeviceId, Result<(NodeResponse, Body), PeerError>);
@@ -92,7 +100,69 @@ impl ClusterClient {
         ClusterClient {
             peers,
             clock: Mutex::new(HybridClock::new(node_id)),
+            policies: Arc::new(Policies::default()),
+            container_policies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same client with the cluster's storage policies (default: replication only).
+    pub fn with_policies(mut self, policies: Policies) -> ClusterClient {
+        self.policies = Arc::new(policies);
+        self
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The policy index a container record names (0 when it names none).
+    pub fn policy_of_record(info: &ListingInfo) -> u16 {
+        info.metadata
+            .get(CONTAINER_POLICY_KEY)
+            .and_then(|v| v.value.as_deref())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The storage policy of a container's objects, from its record (cached for
+    /// [`CONTAINER_POLICY_TTL`]). A container that does not exist gets policy 0.
+    pub async fn container_policy(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<StoragePolicy, ClientError> {
+        if self.policies.iter().count() == 1 {
+            return Ok(self.policies.default_policy().clone());
+        }
+        let key = (account.to_string(), container.to_string());
+        let cached = match self.container_policies.lock() {
+            Ok(c) => c
+                .get(&key)
+                .filter(|(_, at)| at.elapsed() < CONTAINER_POLICY_TTL)
+                .map(|(i, _)| *i),
+            Err(_) => None,
+        };
+        let index = match cached {
+            Some(i) => i,
+            None => {
+                let info = self.container_info(account, container).await?;
+                let index = info.as_ref().map_or(0, Self::policy_of_record);
+                if info.is_some()
+                    && let Ok(mut c) = self.container_policies.lock()
+                {
+                    if c.len() >= CONTAINER_POLICY_CACHE_MAX {
+                        c.clear();
+                    }
+                    c.insert(key, (index, Instant::now()));
+                }
+                index
+            }
+        };
+        self.policies.get(index).cloned().ok_or_else(|| {
+            ClientError::Invalid(format!(
+                "container /{account}/{container} uses storage policy {index}, which this cluster's config does not define"
+            ))
+        })
     }
 
     pub fn peers(&self) -> &Arc<Peers> {
@@ -147,6 +217,10 @@ impl ClusterClient {
     /// quorum has made it durable.
     #[tracing::instrument(name = "put_object", skip_all, fields(account = %put.account, container = %put.container, object = %put.object, request_id = tracing::field::Empty))]
     pub async fn put_object(&self, put: ObjectPut, body: Body) -> Result<Written, ClientError> {
+        let policy = self.container_policy(&put.account, &put.container).await?;
+        if let Some(scheme) = policy.ec() {
+            return self.put_ec(put, &policy, scheme, body).await;
+        }
         let rings = self.peers.rings();
         let name = PathHasher::path_of(&put.account, Some(&put.container), Some(&put.object));
         let partition = rings.object.partition_for(&rings.hasher, &name);
@@ -177,6 +251,7 @@ impl ClusterClient {
                 content_type: put.content_type.clone(),
                 user_meta: put.user_meta.clone(),
                 listing: listings.get(replica % listings.len().max(1)).cloned(),
+                meta_trailer: false,
             };
             Some((addr, req))
         };
@@ -204,6 +279,12 @@ impl ClusterClient {
         container: &str,
         object: &str,
     ) -> Result<Written, ClientError> {
+        let policy = self.container_policy(account, container).await?;
+        if let Some(scheme) = policy.ec() {
+            return self
+                .delete_ec(account, container, object, &policy, scheme)
+                .await;
+        }
         let rings = self.peers.rings();
         let name = PathHasher::path_of(account, Some(container), Some(object));
         let partition = rings.object.partition_for(&rings.hasher, &name);
@@ -409,6 +490,13 @@ impl ClusterClient {
         container: &str,
         object: &str,
     ) -> Result<Option<BlobMeta>, ClientError> {
+        let policy = self.container_policy(account, container).await?;
+        if let Some(scheme) = policy.ec() {
+            return Ok(self
+                .head_ec(account, container, object, &policy, scheme)
+                .await?
+                .map(|(m, _)| m));
+        }
         Ok(self
             .head_quorum(account, container, object)
             .await?
@@ -441,6 +529,16 @@ impl ClusterClient {
         container: &str,
         object: &str,
     ) -> Result<Option<ObjectReader>, ClientError> {
+        let policy = self.container_policy(account, container).await?;
+        if let Some(scheme) = policy.ec() {
+            return Ok(self
+                .head_ec(account, container, object, &policy, scheme)
+                .await?
+                .map(|(meta, fetch)| ObjectReader {
+                    meta,
+                    fetch: Fetch::Fragments(fetch),
+                }));
+        }
         let (partition, name, found) = self.head_quorum(account, container, object).await?;
         let Some((meta, holders)) = found else {
             return Ok(None);
@@ -456,7 +554,10 @@ impl ClusterClient {
             timestamp: meta.timestamp,
             holders,
         };
-        Ok(Some(ObjectReader { meta, fetch }))
+        Ok(Some(ObjectReader {
+            meta,
+            fetch: Fetch::Replicas(fetch),
+        }))
     }
 
     /// One page of a container listing, merged from a read quorum of listing replicas.
@@ -519,7 +620,10 @@ impl ClusterClient {
         make: impl Fn(String, ListingKey) -> NodeRequest,
     ) -> Result<Vec<NodeResponse>, ClientError> {
         let rings = self.peers.rings();
-        let partition = rings.ring(kind).partition_for(&rings.hasher, path);
+        let partition = rings
+            .ring(kind)
+            .ok_or_else(|| ClientError::Invalid(format!("no {kind:?} ring")))?
+            .partition_for(&rings.hasher, path);
         let (primaries, targets, spare) = self.targets(&rings, kind, partition);
         let (mut quorum, send) = ReadQuorum::<()>::start_with(&primaries, &targets, spare);
         let key = ListingKey::new(partition, path);
@@ -588,7 +692,10 @@ impl ClusterClient {
         make: impl Fn(String, ListingKey) -> NodeRequest + Sync,
     ) -> Result<bool, ClientError> {
         let rings = self.peers.rings();
-        let partition = rings.ring(kind).partition_for(&rings.hasher, path);
+        let partition = rings
+            .ring(kind)
+            .ok_or_else(|| ClientError::Invalid(format!("no {kind:?} ring")))?
+            .partition_for(&rings.hasher, path);
         let (primaries, targets, spare) = self.targets(&rings, kind, partition);
         let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
         let key = ListingKey::new(partition, path);
@@ -863,7 +970,16 @@ impl ClusterClient {
 #[derive(Debug)]
 pub struct ObjectReader {
     pub meta: BlobMeta,
-    fetch: ReplicaFetch,
+    fetch: Fetch,
+}
+
+/// Where an object's bytes come from.
+#[derive(Debug)]
+enum Fetch {
+    /// Whole copies: any holder serves any range.
+    Replicas(ReplicaFetch),
+    /// Fragment archives of an erasure-coded object.
+    Fragments(ec::FragmentFetch),
 }
 
 impl ObjectReader {
@@ -872,8 +988,18 @@ impl ObjectReader {
     /// stream with an error): the read resumes from the next holder at the byte reached, so
     /// the caller sees one clean body.
     pub async fn read(self, range: Option<(u64, u64)>) -> Result<Body, ClientError> {
-        let mut fetch = self.fetch;
         let (start, end) = range.unwrap_or((0, self.meta.size_bytes));
+        let mut fetch = match self.fetch {
+            Fetch::Replicas(f) => f,
+            Fetch::Fragments(f) => {
+                if start > end || end > self.meta.size_bytes {
+                    return Err(ClientError::RangeNotSatisfiable {
+                        size_bytes: self.meta.size_bytes,
+                    });
+                }
+                return Ok(f.read(start, end));
+            }
+        };
         let (_, mut body) = fetch.open(Some((start, end))).await?;
         let (mut tx, out) = Body::channel();
         tokio::spawn(async move {

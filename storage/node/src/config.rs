@@ -93,6 +93,12 @@ pub struct ClusterSection {
     /// one ring for the replicator to pair them with the right peers.
     #[serde(default)]
     pub account_ring: Option<PathBuf>,
+    /// Storage policies besides replication (`[[cluster.policy]]`), see [`crate::policy`].
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<crate::policy::PolicySection>,
+    /// The policy of containers created without naming one (default: policy 0).
+    #[serde(default)]
+    pub default_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +232,11 @@ impl NodeConfig {
         if let Some(p) = self.cluster.account_ring.as_mut() {
             fix(p);
         }
+        for policy in &mut self.cluster.policies {
+            if let Some(p) = policy.ring.as_mut() {
+                fix(p);
+            }
+        }
         fix(&mut self.tls.ca_cert);
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
@@ -280,6 +291,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.policies()?;
         if !(3..=3600).contains(&self.heartbeat_ttl_s) {
             return Err(format!(
                 "heartbeat_ttl_s = {} must be within 3..=3600",
@@ -302,6 +314,14 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The storage policies the config defines (checked by [`NodeConfig::validate`]).
+    pub fn policies(&self) -> Result<crate::policy::Policies, String> {
+        crate::policy::Policies::from_sections(
+            &self.cluster.policies,
+            self.cluster.default_policy.as_deref(),
+        )
     }
 
     /// The node's name in the control plane.
@@ -371,6 +391,26 @@ path = "d1"
         );
         let bad = format!("{GOOD}\n[meta]\nbackend = \"etcd\"\nendpoint = \"x\"\n");
         assert!(NodeConfig::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn policies_parse_and_bad_ones_are_refused() {
+        let text = GOOD.replace(
+            "object_ring = \"object.ring\"",
+            "object_ring = \"object.ring\"\ndefault_policy = \"ec42\"\n\
+             [[cluster.policy]]\nindex = 1\nname = \"ec42\"\ntype = \"ec\"\nring = \"ec.ring\"\nec_data = 4\nec_parity = 2\n",
+        );
+        let mut c = NodeConfig::parse(&text).unwrap();
+        c.resolve_paths(std::path::Path::new("/etc/cairn"));
+        c.validate().unwrap();
+        let p = c.policies().unwrap();
+        assert_eq!(p.default_policy().name, "ec42");
+        assert_eq!(p.get(1).unwrap().ring, Some("/etc/cairn/ec.ring".into()));
+        let bad = text.replace("ec_parity = 2", "ec_parity = 0");
+        let err = NodeConfig::parse(&bad).unwrap().validate().unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
+        let bad = text.replace("ec_parity = 2", "ec_parity = 2\nparity = 3");
+        assert!(NodeConfig::parse(&bad).unwrap_err().contains("parity"));
     }
 
     #[test]

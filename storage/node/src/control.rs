@@ -85,11 +85,14 @@ async fn status<E: StorageEngine>(
         });
     }
     let rings = peers.rings();
-    let versions = BTreeMap::from([
+    let mut versions = BTreeMap::from([
         ("object".to_string(), rings.object.version()),
         ("container".to_string(), rings.container.version()),
         ("account".to_string(), rings.account.version()),
     ]);
+    for (i, ring) in &rings.policies {
+        versions.insert(format!("object-{i}"), ring.version());
+    }
     NodeStatus {
         format: 1,
         name: id.name.clone(),
@@ -164,24 +167,37 @@ pub async fn run_membership<S: MetaStore, E: StorageEngine>(
     }
 }
 
-/// The rings a published kind replaces, and its name for metrics.
-fn kinds_for(published: &str) -> Option<(&'static str, &'static [RingKind])> {
+/// The rings a published kind replaces: `object`, `container` or `object-<policy index>`.
+fn kinds_for(published: &str) -> Option<Vec<RingKind>> {
     match published {
-        "object" => Some(("object", &[RingKind::Object])),
+        "object" => Some(vec![RingKind::Object]),
         // Account listings share the container ring (config validation enforces it).
-        "container" => Some(("container", &[RingKind::Container, RingKind::Account])),
-        _ => None,
+        "container" => Some(vec![RingKind::Container, RingKind::Account]),
+        _ => {
+            let index: u16 = published.strip_prefix("object-")?.parse().ok()?;
+            (index > 0).then_some(vec![RingKind::Policy(index)])
+        }
     }
 }
 
 async fn take_ring<S: MetaStore>(store: &S, peers: &Peers, metrics: &NodeMetrics, kind: &str) {
-    let Some((kind, replaces)) = kinds_for(kind) else {
+    let Some(replaces) = kinds_for(kind) else {
         debug!(kind, "published ring of a kind this node does not use");
         return;
     };
     match fetch_ring(store, kind).await {
         Ok(Some((record, bytes))) => {
-            for &k in replaces {
+            for k in replaces {
+                if let RingKind::Policy(i) = k
+                    && peers.rings().ring(k).is_none()
+                {
+                    debug!(
+                        kind,
+                        policy = i,
+                        "published ring of a policy this node does not have"
+                    );
+                    continue;
+                }
                 match peers.swap_ring(k, &bytes) {
                     Ok(v) => {
                         info!(kind, version = v, "new ring in force");
@@ -218,7 +234,9 @@ pub async fn run_ring_watch<S: MetaStore>(
                 continue;
             }
         };
-        for kind in ["object", "container"] {
+        let mut kinds = vec!["object".to_string(), "container".to_string()];
+        kinds.extend(peers.rings().policies.keys().map(|i| format!("object-{i}")));
+        for kind in &kinds {
             take_ring(&*store, &peers, &metrics, kind).await;
         }
         let mut watch = match store.watch(RING_PREFIX.as_bytes(), Some(rev + 1)).await {

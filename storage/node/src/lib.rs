@@ -21,6 +21,7 @@ pub mod listing_updates;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod policy;
 pub mod replicator;
 pub mod rpc;
 pub mod service;

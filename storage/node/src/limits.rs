@@ -29,3 +29,12 @@ pub const EXTENT_CALL_TIMEOUT_MS: u64 = 30_000;
 /// Timeout of the calls of a digest read (bytes from one replica, tags from the others); on
 /// expiry the read falls back to asking every replica with the full timeout.
 pub const EXTENT_DIGEST_CALL_TIMEOUT_MS: u64 = 5_000;
+/// How long a container's storage policy is taken from the cache without reading its record.
+pub const CONTAINER_POLICY_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Containers whose policy the client remembers; the cache is cleared when full.
+pub const CONTAINER_POLICY_CACHE_MAX: usize = 10_000;
+/// Segments an erasure-coded write or read keeps in flight per object (each ~segment size
+/// in memory, on top of the channels' own bounds).
+pub const EC_SEGMENTS_INFLIGHT_MAX: usize = 2;
+/// Reconstructor: objects rebuilt at once per device.
+pub const EC_REBUILDS_INFLIGHT_MAX: usize = 2;

@@ -30,6 +30,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RingLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabels {
     device: String,
 }
@@ -56,7 +61,7 @@ pub struct NodeMetrics {
     audited: Counter,
     audit_failures: Counter,
     device_up: Family<DeviceLabels, Gauge>,
-    ring_version: Family<KindLabels, Gauge>,
+    ring_version: Family<RingLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -134,7 +139,7 @@ impl NodeMetrics {
             "1 while the device serves, 0 once it is out of service (e.g. after a failed fsync)",
             device_up.clone(),
         );
-        let ring_version = Family::<KindLabels, Gauge>::default();
+        let ring_version = Family::<RingLabels, Gauge>::default();
         registry.register(
             "ring_version",
             "Version of the ring in force, by kind",
@@ -204,9 +209,11 @@ impl NodeMetrics {
             .set(seconds);
     }
 
-    pub fn ring_version(&self, kind: &'static str, version: u64) {
+    pub fn ring_version(&self, kind: &str, version: u64) {
         self.ring_version
-            .get_or_create(&KindLabels { kind })
+            .get_or_create(&RingLabels {
+                kind: kind.to_string(),
+            })
             .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 

@@ -107,10 +107,17 @@ pub async fn load_rings(config: &NodeConfig) -> Result<Rings, NodeError> {
         .unwrap_or_else(|| c.object_ring.clone());
     let container = read_ring(&container_path).await?;
     let account = read_ring(&c.account_ring.clone().unwrap_or(container_path)).await?;
+    let mut policies = std::collections::BTreeMap::new();
+    for p in &c.policies {
+        if let Some(path) = &p.ring {
+            policies.insert(p.index, read_ring(path).await?);
+        }
+    }
     Ok(Rings {
         object,
         container,
         account,
+        policies,
         hasher: PathHasher::new(&c.hash_prefix, &c.hash_suffix),
     })
 }

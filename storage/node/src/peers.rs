@@ -2,7 +2,7 @@
 //! with timeouts, and a short memory of devices that just failed (so requests route around
 //! them to handoffs at once instead of waiting for another timeout).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -16,9 +16,12 @@ use crate::rpc::{NodeRequest, NodeResponse, RemoteError};
 /// Which ring a name is placed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RingKind {
+    /// The object ring: replicated objects (policy 0) and the block layer's extents.
     Object,
     Container,
     Account,
+    /// An erasure-coded policy's ring, by policy index.
+    Policy(u16),
 }
 
 /// The rings in force and the cluster's name hasher. Replaced whole when a new ring arrives.
@@ -27,15 +30,19 @@ pub struct Rings {
     pub object: PartitionRing,
     pub container: PartitionRing,
     pub account: PartitionRing,
+    /// Erasure-coded policies' rings, by policy index.
+    pub policies: BTreeMap<u16, PartitionRing>,
     pub hasher: PathHasher,
 }
 
 impl Rings {
-    pub fn ring(&self, kind: RingKind) -> &PartitionRing {
+    /// The ring of `kind`; `None` only for a policy without a ring.
+    pub fn ring(&self, kind: RingKind) -> Option<&PartitionRing> {
         match kind {
-            RingKind::Object => &self.object,
-            RingKind::Container => &self.container,
-            RingKind::Account => &self.account,
+            RingKind::Object => Some(&self.object),
+            RingKind::Container => Some(&self.container),
+            RingKind::Account => Some(&self.account),
+            RingKind::Policy(i) => self.policies.get(&i),
         }
     }
 }
@@ -103,7 +110,7 @@ impl Peers {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let current = guard.ring(kind).version();
+        let current = guard.ring(kind).map(PartitionRing::version).unwrap_or(0);
         if ring.version() <= current {
             return Err(RingRejected::NotNewer {
                 offered: ring.version(),
@@ -115,12 +122,16 @@ impl Peers {
             object: guard.object.clone(),
             container: guard.container.clone(),
             account: guard.account.clone(),
+            policies: guard.policies.clone(),
             hasher: guard.hasher.clone(),
         };
         match kind {
             RingKind::Object => next.object = ring,
             RingKind::Container => next.container = ring,
             RingKind::Account => next.account = ring,
+            RingKind::Policy(i) => {
+                next.policies.insert(i, ring);
+            }
         }
         *guard = Arc::new(next);
         Ok(version)
@@ -135,7 +146,7 @@ impl Peers {
     }
 
     pub fn resolve(&self, rings: &Rings, kind: RingKind, device: DeviceId) -> Option<DeviceAddr> {
-        let d = rings.ring(kind).device(device)?;
+        let d = rings.ring(kind)?.device(device)?;
         let ip: IpAddr = d.ip.parse().ok()?;
         Some(DeviceAddr {
             addr: SocketAddr::new(ip, d.port),
@@ -150,7 +161,9 @@ impl Peers {
         kind: RingKind,
         partition: u32,
     ) -> (Vec<DeviceId>, Vec<DeviceId>) {
-        let ring = rings.ring(kind);
+        let Some(ring) = rings.ring(kind) else {
+            return (Vec::new(), Vec::new());
+        };
         let primaries: Vec<DeviceId> = ring.primary_ids(partition).collect();
         let handoffs = match ring.handoffs(partition) {
             Ok(h) => h.take(HANDOFFS_TRIED_MAX).map(|d| d.id).collect(),

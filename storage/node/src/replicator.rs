@@ -159,7 +159,9 @@ impl<E: StorageEngine> Replicator<E> {
             }
         };
         for items in [Items::Blobs, Items::Listings] {
-            let ring = rings.ring(items.ring());
+            let Some(ring) = rings.ring(items.ring()) else {
+                continue;
+            };
             let total = ring.partitions();
             let me = self.my_id(ring);
             let mut passes =
@@ -184,7 +186,10 @@ impl<E: StorageEngine> Replicator<E> {
             passes: 1,
             ..CycleReport::default()
         };
-        let primaries: Vec<DeviceId> = rings.ring(items.ring()).primary_ids(part).collect();
+        let primaries: Vec<DeviceId> = rings
+            .ring(items.ring())
+            .map(|r| r.primary_ids(part).collect())
+            .unwrap_or_default();
         let is_primary = me.is_some_and(|m| primaries.contains(&m));
         let (role, peer_ids): (ReplicaRole, Vec<DeviceId>) = if is_primary {
             (
@@ -474,6 +479,7 @@ impl<E: StorageEngine> Replicator<E> {
             content_type: meta.content_type.clone(),
             user_meta: meta.user_meta.clone(),
             listing: None,
+            meta_trailer: false,
         };
         let call = self.peers.call(
             to,

@@ -18,6 +18,9 @@ pub struct ListingTarget {
     pub device: String,
 }
 
+/// The largest metadata trailer a `PutBlob` body may end with.
+pub const META_TRAILER_BYTES_MAX: usize = 64 * 1024;
+
 /// A request to one device of a node, named as in the ring (`device`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum NodeRequest {
@@ -30,6 +33,10 @@ pub enum NodeRequest {
         content_type: String,
         user_meta: BTreeMap<String, String>,
         listing: Option<ListingTarget>,
+        /// The body holds `size_bytes` of blob and then a postcard `BTreeMap<String, String>`
+        /// of further metadata (at most [`META_TRAILER_BYTES_MAX`]): what a writer learns only
+        /// once the bytes went out, such as an erasure-coded object's MD5.
+        meta_trailer: bool,
     },
     /// Store a tombstone.
     DeleteBlob {

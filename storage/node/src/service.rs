@@ -17,7 +17,9 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::limits::EXTENT_METAS_KEYS_MAX;
 use crate::listing_updates::ListingUpdater;
 use crate::metrics::NodeMetrics;
-use crate::rpc::{NodeRequest, NodeResponse, RemoteError, WireExtentChange, WirePiece};
+use crate::rpc::{
+    META_TRAILER_BYTES_MAX, NodeRequest, NodeResponse, RemoteError, WireExtentChange, WirePiece,
+};
 
 /// The devices this node serves, by ring device id.
 #[derive(Debug)]
@@ -93,15 +95,15 @@ impl<E: StorageEngine> NodeService<E> {
                 content_type,
                 user_meta,
                 listing,
+                meta_trailer,
             } => {
-                let overrides = ListingOverride::from_meta(&user_meta);
                 let commit = BlobCommit {
                     timestamp,
                     content_type: content_type.clone(),
                     user_meta,
                 };
-                let outcome = self
-                    .put_blob(&engine, key.clone(), size_bytes, commit, body)
+                let (outcome, overrides) = self
+                    .put_blob(&engine, key.clone(), size_bytes, commit, meta_trailer, body)
                     .await?;
                 let applied = outcome == WriteOutcome::Applied;
                 if applied && let Some(target) = listing {
@@ -326,23 +328,35 @@ impl<E: StorageEngine> NodeService<E> {
         engine: &E,
         key: BlobKey,
         size_bytes: u64,
-        commit: BlobCommit,
+        mut commit: BlobCommit,
+        meta_trailer: bool,
         body: Body,
-    ) -> Result<WriteOutcome, RemoteError> {
+    ) -> Result<(WriteOutcome, ListingOverride), RemoteError> {
         let mut writer = engine
             .begin_blob(key, Some(size_bytes))
             .await
             .map_err(remote)?;
         let mut received = 0u64;
-        let mut feed = |chunk: Bytes| {
-            received += chunk.len() as u64;
-            chunk
-        };
+        let mut trailer: Vec<u8> = Vec::new();
         let mut body = body;
         let streamed: Result<(), RemoteError> = async {
             while let Some(chunk) = body.next_chunk().await {
-                let chunk = chunk.map_err(|e| RemoteError::Other(format!("body: {e}")))?;
-                writer.write(feed(chunk)).await.map_err(remote)?;
+                let mut chunk = chunk.map_err(|e| RemoteError::Other(format!("body: {e}")))?;
+                let blob_left = size_bytes.saturating_sub(received);
+                if meta_trailer && chunk.len() as u64 > blob_left {
+                    // The blob ends inside this chunk: the rest is the trailer.
+                    let tail = chunk.split_off(usize::try_from(blob_left).unwrap_or(0));
+                    if trailer.len() + tail.len() > META_TRAILER_BYTES_MAX {
+                        return Err(RemoteError::Invalid(format!(
+                            "metadata trailer is over {META_TRAILER_BYTES_MAX} bytes"
+                        )));
+                    }
+                    trailer.extend_from_slice(&tail);
+                }
+                received += chunk.len() as u64;
+                if !chunk.is_empty() {
+                    writer.write(chunk).await.map_err(remote)?;
+                }
             }
             Ok(())
         }
@@ -351,14 +365,29 @@ impl<E: StorageEngine> NodeService<E> {
             let _ = writer.abort().await;
             return Err(e);
         }
-        self.metrics.bytes_in(received);
+        self.metrics.bytes_in(received + trailer.len() as u64);
         if received != size_bytes {
             let _ = writer.abort().await;
             return Err(RemoteError::Invalid(format!(
                 "body has {received} bytes, announced {size_bytes}"
             )));
         }
-        writer.commit(commit).await.map_err(remote)
+        if meta_trailer {
+            let extra: BTreeMap<String, String> = match postcard::from_bytes(&trailer) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(RemoteError::Invalid(format!(
+                        "metadata trailer of {} bytes is malformed: {e}",
+                        trailer.len()
+                    )));
+                }
+            };
+            commit.user_meta.extend(extra);
+        }
+        let overrides = ListingOverride::from_meta(&commit.user_meta);
+        let outcome = writer.commit(commit).await.map_err(remote)?;
+        Ok((outcome, overrides))
     }
 
     /// Answers with the metadata and streams the bytes. The first chunk is read before

@@ -32,6 +32,7 @@ fn rings() -> Rings {
         object: ring.clone(),
         container: ring.clone(),
         account: ring,
+        policies: Default::default(),
         hasher: PathHasher::new("p", "s"),
     }
 }

@@ -1,0 +1,323 @@
+//! Erasure-coded objects end to end in one process: real services and cluster client over
+//! `cairn-net`'s test network with in-memory engines, an EC 4+2 policy on 8 nodes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_engine::{ListItem, ListQuery, MemoryEngine};
+use cairn_net::{Body, RpcClient, TestNetwork};
+use cairn_node::listing_updates::ListingUpdater;
+use cairn_node::metrics::NodeMetrics;
+use cairn_node::peers::{Peers, Rings};
+use cairn_node::policy::{CONTAINER_POLICY_KEY, Policies, PolicySection, PolicyType};
+use cairn_node::service::{DeviceSet, NodeService};
+use cairn_node::{ClientError, ClusterClient, ObjectPut};
+use cairn_ring::{NewDevice, PartitionRing, PathHasher, RebalanceOptions, RingBuilder};
+
+const NODES: usize = 8;
+const SEGMENT: u64 = 4096;
+
+fn addr(n: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 1, u8::try_from(n + 1).unwrap()], 6000))
+}
+
+fn ring(replicas: f64) -> PartitionRing {
+    let mut b = RingBuilder::new(4, replicas, 0).unwrap();
+    for n in 0..NODES {
+        b.add_device(NewDevice {
+            id: None,
+            region: 1,
+            zone: u32::try_from(n + 1).unwrap(),
+            ip: addr(n).ip().to_string(),
+            port: 6000,
+            replication_ip: None,
+            replication_port: None,
+            device: "d0".into(),
+            weight: 1.0,
+            meta: String::new(),
+        })
+        .unwrap();
+    }
+    b.rebalance(RebalanceOptions {
+        seed: 5,
+        now_minutes: 0,
+    })
+    .unwrap();
+    PartitionRing::compile(&b).unwrap()
+}
+
+fn rings() -> Rings {
+    let replicated = ring(3.0);
+    Rings {
+        object: replicated.clone(),
+        container: replicated.clone(),
+        account: replicated,
+        policies: BTreeMap::from([(1, ring(6.0))]),
+        hasher: PathHasher::new("p", "s"),
+    }
+}
+
+fn policies() -> Policies {
+    Policies::from_sections(
+        &[PolicySection {
+            index: 1,
+            name: "ec42".into(),
+            kind: PolicyType::Ec,
+            ring: Some("unused".into()),
+            ec_data: Some(4),
+            ec_parity: Some(2),
+            ec_codec: None,
+            segment_bytes: Some(SEGMENT),
+            write_quorum: None,
+        }],
+        None,
+    )
+    .unwrap()
+}
+
+struct Cluster {
+    net: TestNetwork,
+    services: Vec<NodeService<MemoryEngine>>,
+}
+
+fn cluster(seed: u64) -> Cluster {
+    let net = TestNetwork::new(seed);
+    let mut services = Vec::new();
+    for n in 0..NODES {
+        let engine = Arc::new(MemoryEngine::new());
+        let devices = Arc::new(DeviceSet::new(BTreeMap::from([("d0".to_string(), engine)])));
+        let transport = Arc::new(net.transport(addr(n), &format!("node-{n}")));
+        let peers = Arc::new(Peers::new(RpcClient::new(transport), rings()));
+        let metrics = NodeMetrics::new();
+        let listing = Arc::new(ListingUpdater::new(devices.clone(), peers, metrics.clone()));
+        let service = NodeService::new(devices, listing, metrics);
+        net.register(addr(n), &format!("node-{n}"), service.clone());
+        services.push(service);
+    }
+    Cluster { net, services }
+}
+
+fn client(net: &TestNetwork) -> ClusterClient {
+    let from = SocketAddr::from(([127, 0, 1, 100], 1));
+    let transport = Arc::new(net.transport(from, "client"));
+    ClusterClient::new(Arc::new(Peers::new(RpcClient::new(transport), rings())), 77)
+        .with_policies(policies())
+}
+
+fn put(object: &str, len: usize) -> ObjectPut {
+    ObjectPut {
+        account: "a".into(),
+        container: "ec".into(),
+        object: object.into(),
+        size_bytes: len as u64,
+        content_type: "application/octet-stream".into(),
+        user_meta: BTreeMap::from([("meta-colour".to_string(), "blue".to_string())]),
+    }
+}
+
+fn data(len: usize, salt: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 9) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A streamed body in uneven chunks, as a gateway hands it over.
+fn stream(bytes: &Bytes) -> Body {
+    let (mut tx, body) = Body::channel();
+    let bytes = bytes.clone();
+    tokio::spawn(async move {
+        let mut at = 0;
+        let mut step = 1000;
+        while at < bytes.len() {
+            let end = (at + step).min(bytes.len());
+            tx.send(bytes.slice(at..end)).await.unwrap();
+            at = end;
+            step = step * 3 % 7919 + 1;
+        }
+        tx.finish().await.unwrap();
+    });
+    body
+}
+
+async fn read(client: &ClusterClient, object: &str, range: Option<(u64, u64)>) -> Bytes {
+    let (_, body) = client
+        .get_object("a", "ec", object, range)
+        .await
+        .unwrap()
+        .expect("object exists");
+    body.collect(64 << 20).await.unwrap()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The node indexes holding an object's fragments, slot by slot.
+fn slots(object: &str) -> Vec<usize> {
+    let r = rings();
+    let path = PathHasher::path_of("a", Some("ec"), Some(object));
+    let ring = &r.policies[&1];
+    let part = ring.partition_for(&r.hasher, &path);
+    ring.primaries(part).map(|d| usize::from(d.id)).collect()
+}
+
+async fn ec_container(client: &ClusterClient) {
+    client
+        .put_container(
+            "a",
+            "ec",
+            BTreeMap::from([(CONTAINER_POLICY_KEY.to_string(), "1".to_string())]),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn objects_of_every_size_round_trip_with_ranges_metadata_and_listings() {
+    let c = cluster(21);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let sizes = [0usize, 1, 4095, 4096, 4097, 14_000, 100_000];
+    for (i, &len) in sizes.iter().enumerate() {
+        let name = format!("o{len}");
+        let bytes = data(len, i as u8);
+        client
+            .put_object(put(&name, len), stream(&bytes))
+            .await
+            .unwrap();
+        let meta = client.head_object("a", "ec", &name).await.unwrap().unwrap();
+        assert_eq!(meta.size_bytes, len as u64);
+        assert_eq!(meta.etag, md5_hex(&bytes));
+        assert_eq!(
+            meta.user_meta.get("meta-colour").map(String::as_str),
+            Some("blue")
+        );
+        assert!(meta.user_meta.keys().all(|k| !k.starts_with("sys-ec-")));
+        assert_eq!(read(&client, &name, None).await, bytes, "{name}");
+        for (a, b) in [
+            (0, 1),
+            (4095, 4097),
+            (1, len as u64),
+            (len as u64 / 3, len as u64 / 2),
+        ] {
+            let b = b.min(len as u64);
+            let a = a.min(b);
+            assert_eq!(
+                read(&client, &name, Some((a, b))).await,
+                bytes.slice(a as usize..b as usize),
+                "{name} range {a}..{b}"
+            );
+        }
+    }
+    let page = client
+        .list_objects(
+            "a",
+            "ec",
+            ListQuery {
+                limit: 100,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let listed: BTreeMap<String, (u64, String)> = page
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ListItem::Entry(e) => Some((e.name.clone(), (e.size_bytes, e.etag.clone()))),
+            _ => None,
+        })
+        .collect();
+    for (i, &len) in sizes.iter().enumerate() {
+        assert_eq!(
+            listed.get(&format!("o{len}")),
+            Some(&(len as u64, md5_hex(&data(len, i as u8)))),
+            "listing of o{len}"
+        );
+    }
+    client.delete_object("a", "ec", "o4096").await.unwrap();
+    assert!(
+        client
+            .head_object("a", "ec", "o4096")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        client
+            .get_object("a", "ec", "o4096", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn reads_and_writes_go_on_with_m_fragment_devices_down() {
+    let c = cluster(22);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let bytes = data(50_000, 9);
+    client
+        .put_object(put("x", bytes.len()), stream(&bytes))
+        .await
+        .unwrap();
+    let holders = slots("x");
+    // Two data fragments gone: every segment is decoded from parity.
+    for &n in &holders[..2] {
+        c.net.unregister(addr(n));
+    }
+    assert_eq!(read(&client, "x", None).await, bytes);
+    assert_eq!(
+        read(&client, "x", Some((5000, 9000))).await,
+        bytes.slice(5000..9000)
+    );
+    // A new version written now lands on handoffs for the missing slots and reads back.
+    let v2 = data(20_000, 10);
+    client
+        .put_object(put("x", v2.len()), stream(&v2))
+        .await
+        .unwrap();
+    assert_eq!(read(&client, "x", None).await, v2);
+    // One more device down: a third slot is lost, but handoffs hold the first two.
+    c.net.unregister(addr(holders[2]));
+    assert_eq!(read(&client, "x", None).await, v2);
+    for &n in &holders[..3] {
+        c.net
+            .register(addr(n), &format!("node-{n}"), c.services[n].clone());
+    }
+    // The returning primaries hold the old version; the newest complete one still wins.
+    assert_eq!(read(&client, "x", None).await, v2);
+}
+
+#[tokio::test]
+async fn a_write_that_cannot_reach_the_write_quorum_fails() {
+    let c = cluster(23);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let holders = slots("y");
+    // Down: three primaries and both spare nodes, so only three devices can take fragments.
+    let spares: Vec<usize> = (0..NODES).filter(|n| !holders.contains(n)).collect();
+    for &n in holders[..3].iter().chain(&spares) {
+        c.net.unregister(addr(n));
+    }
+    let bytes = data(10_000, 1);
+    let err = client
+        .put_object(put("y", bytes.len()), stream(&bytes))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NoQuorum(_)), "{err}");
+}
