@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod reconstructor;
 pub mod replicator;
 pub mod rpc;
 pub mod service;

@@ -53,6 +53,8 @@ pub struct NodeMetrics {
     bytes_in: Counter,
     bytes_out: Counter,
     quarantined: Counter,
+    ec_rebuilt: Counter,
+    ec_reverted: Counter,
     listing_pending: Gauge,
     replication_pushed: Counter,
     replication_purged: Counter,
@@ -90,6 +92,18 @@ impl NodeMetrics {
             "quarantined_objects",
             "Object copies quarantined after failing their checksum",
             quarantined.clone(),
+        );
+        let ec_rebuilt = Counter::default();
+        registry.register(
+            "ec_fragments_rebuilt",
+            "Erasure-coded fragment archives the reconstructor rebuilt on this node",
+            ec_rebuilt.clone(),
+        );
+        let ec_reverted = Counter::default();
+        registry.register(
+            "ec_fragments_reverted",
+            "Handoff fragment archives the reconstructor moved to their primaries",
+            ec_reverted.clone(),
         );
         let listing_pending = Gauge::default();
         registry.register(
@@ -152,6 +166,8 @@ impl NodeMetrics {
             bytes_in,
             bytes_out,
             quarantined,
+            ec_rebuilt,
+            ec_reverted,
             listing_pending,
             replication_pushed,
             replication_purged,
@@ -184,6 +200,11 @@ impl NodeMetrics {
 
     pub fn quarantined(&self, n: u64) {
         self.quarantined.inc_by(n);
+    }
+
+    pub fn ec_reconstructed(&self, rebuilt: u64, reverted: u64) {
+        self.ec_rebuilt.inc_by(rebuilt);
+        self.ec_reverted.inc_by(reverted);
     }
 
     pub fn listing_pending_delta(&self, d: i64) {

@@ -32,6 +32,8 @@ pub enum NodeError {
     Ring { path: String, message: String },
     #[error("TLS material: {0}")]
     Tls(String),
+    #[error("config: {0}")]
+    Config(String),
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
     #[error("network: {0}")]
@@ -235,6 +237,21 @@ where
                 metrics.clone(),
             ));
             tasks.push(tokio::spawn(r.run(interval)));
+        }
+        // Erasure-coded policies: the reconstructor runs beside the replicator, on its clock.
+        let policies = Arc::new(config.policies().map_err(NodeError::Config)?);
+        if policies.iter().any(|p| p.ec().is_some()) {
+            for (name, engine) in devices.iter() {
+                let r = Arc::new(crate::reconstructor::Reconstructor::new(
+                    name.to_string(),
+                    engine.clone(),
+                    advertised,
+                    peers.clone(),
+                    policies.clone(),
+                    metrics.clone(),
+                ));
+                tasks.push(tokio::spawn(r.run(interval)));
+            }
         }
         let listing = listing.clone();
         tasks.push(tokio::spawn(async move {

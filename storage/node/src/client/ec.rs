@@ -667,6 +667,23 @@ impl ArchiveStream {
 }
 
 impl FragmentFetch {
+    /// A fetch of one version from known holders (data indexes first).
+    pub(crate) fn new(
+        peers: Arc<Peers>,
+        key: BlobKey,
+        timestamp: Timestamp,
+        layout: ArchiveLayout,
+        holders: Vec<(u8, DeviceAddr)>,
+    ) -> FragmentFetch {
+        FragmentFetch {
+            peers,
+            key,
+            timestamp,
+            layout,
+            holders,
+        }
+    }
+
     pub fn timestamp(&self) -> Timestamp {
         self.timestamp
     }

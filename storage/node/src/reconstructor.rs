@@ -1,0 +1,544 @@
+//! The reconstructor (DESIGN §4): keeps every erasure-coded object at k+m fragments. It runs
+//! per device, next to the replicator, and for each EC policy:
+//!
+//! - **Rebuild.** For every partition where the device is a primary (slot i), it compares its
+//!   blob digest with the other primaries' (the digest covers names, timestamps and
+//!   tombstones, which all fragment archives of a version share). Where they differ, a name
+//!   that a peer holds at a newer version than this device — lost with a disk, deleted,
+//!   quarantined by the auditor as corrupt, or missed while the node was down — is rebuilt:
+//!   the object is read from k other archives (decoded if need be, segment CRCs checked), each
+//!   segment re-encoded, and fragment i stored locally with the version's timestamp. A newer
+//!   tombstone is copied as a tombstone.
+//! - **Revert.** Archives a device holds for partitions where it is not a primary (a handoff
+//!   took them while a primary was down) are pushed to the primary of the slot they name and
+//!   dropped here once that primary holds the version or a newer one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cairn_engine::{
+    BlobCommit, BlobKey, BlobMeta, BlobReader, BlobWriter, StorageEngine, Timestamp,
+};
+use cairn_net::Body;
+use cairn_ring::{DeviceId, PartitionRing};
+use futures::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::client::ec::{ArchiveLayout, EC_INDEX, FragmentFetch, archive_index};
+use crate::limits::{BLOB_CALL_TIMEOUT_MS, EC_REBUILDS_INFLIGHT_MAX, SMALL_CALL_TIMEOUT_MS};
+use crate::metrics::NodeMetrics;
+use crate::peers::{DeviceAddr, Peers, RingKind};
+use crate::policy::{Policies, split_stored_partition, stored_partition};
+use crate::rpc::{NodeRequest, NodeResponse};
+
+/// What one reconstructor cycle did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconstructReport {
+    /// Partitions compared with their peers.
+    pub partitions: u64,
+    pub rebuilt: u64,
+    pub tombstones: u64,
+    pub reverted: u64,
+    /// Rebuilds or reverts that failed (retried next cycle).
+    pub failed: u64,
+}
+
+#[derive(Debug)]
+pub struct Reconstructor<E: StorageEngine> {
+    device: String,
+    engine: Arc<E>,
+    advertised: SocketAddr,
+    peers: Arc<Peers>,
+    policies: Arc<Policies>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl<E: StorageEngine> Reconstructor<E> {
+    pub fn new(
+        device: String,
+        engine: Arc<E>,
+        advertised: SocketAddr,
+        peers: Arc<Peers>,
+        policies: Arc<Policies>,
+        metrics: Arc<NodeMetrics>,
+    ) -> Self {
+        Reconstructor {
+            device,
+            engine,
+            advertised,
+            peers,
+            policies,
+            metrics,
+        }
+    }
+
+    /// Cycles forever, `interval` apart.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        loop {
+            if matches!(self.engine.health(), cairn_engine::Health::Ok) {
+                let report = self.cycle().await;
+                if report.rebuilt + report.tombstones + report.reverted + report.failed > 0 {
+                    info!(device = %self.device, ?report, "reconstructor cycle");
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    fn my_id(&self, ring: &PartitionRing) -> Option<DeviceId> {
+        ring.devices()
+            .find(|d| {
+                d.device == self.device
+                    && d.port == self.advertised.port()
+                    && d.ip.parse().ok() == Some(self.advertised.ip())
+            })
+            .map(|d| d.id)
+    }
+
+    /// One pass over every EC partition this device is a primary of or holds.
+    pub async fn cycle(&self) -> ReconstructReport {
+        let mut report = ReconstructReport::default();
+        let rings = self.peers.rings();
+        let held: BTreeSet<u32> = match self.engine.partitions().await {
+            Ok(p) => p.into_iter().collect(),
+            Err(e) => {
+                warn!(device = %self.device, error = %e, "listing partitions failed");
+                report.failed += 1;
+                return report;
+            }
+        };
+        for policy in self.policies.iter() {
+            if policy.ec().is_none() {
+                continue;
+            }
+            let kind = RingKind::Policy(policy.index);
+            let Some(ring) = rings.ring(kind) else {
+                continue;
+            };
+            let Some(me) = self.my_id(ring) else {
+                continue;
+            };
+            for part in 0..ring.partitions() {
+                let primaries: Vec<DeviceId> = ring.primary_ids(part).collect();
+                let stored = stored_partition(policy.index, part);
+                match primaries.iter().position(|&d| d == me) {
+                    Some(slot) => {
+                        let r = self
+                            .rebuild_partition(kind, stored, slot, &primaries)
+                            .await;
+                        report.partitions += 1;
+                        report.rebuilt += r.rebuilt;
+                        report.tombstones += r.tombstones;
+                        report.failed += r.failed;
+                    }
+                    None if held.contains(&stored) => {
+                        let r = self.revert_partition(kind, stored, &primaries).await;
+                        report.reverted += r.reverted;
+                        report.failed += r.failed;
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.metrics.ec_reconstructed(report.rebuilt, report.reverted);
+        report
+    }
+
+    async fn call(
+        &self,
+        to: &DeviceAddr,
+        req: NodeRequest,
+    ) -> Result<(NodeResponse, Body), String> {
+        self.peers
+            .call(
+                to,
+                &req,
+                Body::Empty,
+                Duration::from_millis(SMALL_CALL_TIMEOUT_MS),
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Rebuilds what this device (slot `slot`) lacks of one partition.
+    async fn rebuild_partition(
+        &self,
+        kind: RingKind,
+        stored: u32,
+        slot: usize,
+        primaries: &[DeviceId],
+    ) -> ReconstructReport {
+        let mut out = ReconstructReport::default();
+        let rings = self.peers.rings();
+        let local = match self.engine.blob_digest(stored).await {
+            Ok(d) => d.buckets,
+            Err(e) => {
+                warn!(device = %self.device, stored, error = %e, "digest failed");
+                out.failed += 1;
+                return out;
+            }
+        };
+        let others: Vec<DeviceAddr> = primaries
+            .iter()
+            .enumerate()
+            .filter(|&(s, _)| s != slot)
+            .filter_map(|(_, &d)| self.peers.resolve(&rings, kind, d))
+            .collect();
+        let mut differing: BTreeSet<u16> = BTreeSet::new();
+        let mut differing_peers = Vec::new();
+        for peer in &others {
+            let req = NodeRequest::BlobDigest {
+                device: peer.device.clone(),
+                partition: stored,
+            };
+            match self.call(peer, req).await {
+                Ok((NodeResponse::Digest(theirs), _)) => {
+                    if local == theirs {
+                        continue;
+                    }
+                    let width = local.len().max(theirs.len());
+                    for i in 0..width {
+                        if local.get(i) != theirs.get(i)
+                            && let Ok(b) = u16::try_from(i)
+                        {
+                            differing.insert(b);
+                        }
+                    }
+                    differing_peers.push(peer.clone());
+                }
+                Ok(_) | Err(_) => debug!(peer = %peer.addr, stored, "peer digest unavailable"),
+            }
+        }
+        if differing_peers.is_empty() {
+            return out;
+        }
+        let buckets: Vec<u16> = differing.into_iter().collect();
+        let mine: BTreeMap<String, Timestamp> = match self.engine.blob_entries(stored, &buckets).await
+        {
+            Ok(es) => es.into_iter().map(|e| (e.name, e.timestamp)).collect(),
+            Err(e) => {
+                warn!(device = %self.device, stored, error = %e, "local entries failed");
+                out.failed += 1;
+                return out;
+            }
+        };
+        // The newest version any peer holds of each name, and whether it is a tombstone.
+        let mut newest: BTreeMap<String, (Timestamp, bool)> = BTreeMap::new();
+        for peer in &differing_peers {
+            let req = NodeRequest::BlobEntries {
+                device: peer.device.clone(),
+                partition: stored,
+                buckets: buckets.clone(),
+            };
+            if let Ok((NodeResponse::Entries(es), _)) = self.call(peer, req).await {
+                for e in es {
+                    let slot = newest.entry(e.name).or_insert((e.timestamp, e.tombstone));
+                    if e.timestamp > slot.0 {
+                        *slot = (e.timestamp, e.tombstone);
+                    }
+                }
+            }
+        }
+        let wanted: Vec<(String, Timestamp, bool)> = newest
+            .into_iter()
+            .filter(|(name, (ts, _))| mine.get(name).is_none_or(|m| m < ts))
+            .map(|(name, (ts, tomb))| (name, ts, tomb))
+            .collect();
+        let results = futures::stream::iter(wanted)
+            .map(|(name, ts, tombstone)| {
+                let others = &others;
+                async move {
+                    let key = BlobKey::new(stored, name);
+                    if tombstone {
+                        let r = self.engine.delete_blob(key, ts).await;
+                        return (true, r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    (
+                        false,
+                        self.rebuild_one(kind, key, ts, slot, others).await,
+                    )
+                }
+            })
+            .buffer_unordered(EC_REBUILDS_INFLIGHT_MAX)
+            .collect::<Vec<_>>()
+            .await;
+        for (tombstone, r) in results {
+            match (tombstone, r) {
+                (true, Ok(())) => out.tombstones += 1,
+                (false, Ok(())) => out.rebuilt += 1,
+                (_, Err(e)) => {
+                    warn!(device = %self.device, stored, error = %e, "rebuilding a fragment failed");
+                    out.failed += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Rebuilds fragment `slot` of one object version from k other archives.
+    async fn rebuild_one(
+        &self,
+        kind: RingKind,
+        key: BlobKey,
+        ts: Timestamp,
+        slot: usize,
+        others: &[DeviceAddr],
+    ) -> Result<(), String> {
+        // Who holds this version: the other primaries, then handoffs (which may hold slots
+        // whose primary was down at write time).
+        let rings = self.peers.rings();
+        let (_, part) = split_stored_partition(key.partition);
+        let (_, handoffs) = self.peers.placement(&rings, kind, part);
+        let candidates: Vec<DeviceAddr> = others
+            .iter()
+            .cloned()
+            .chain(
+                handoffs
+                    .iter()
+                    .filter_map(|&h| self.peers.resolve(&rings, kind, h)),
+            )
+            .collect();
+        let heads = futures::future::join_all(candidates.into_iter().map(|addr| {
+            let req = NodeRequest::HeadBlob {
+                device: addr.device.clone(),
+                key: key.clone(),
+            };
+            async move { (addr.clone(), self.call(&addr, req).await) }
+        }))
+        .await;
+        let mut holders: Vec<(u8, DeviceAddr)> = Vec::new();
+        let mut sample: Option<BlobMeta> = None;
+        for (addr, r) in heads {
+            if let Ok((NodeResponse::Meta(Some(m)), _)) = r
+                && m.timestamp == ts
+                && !m.tombstone
+                && let Some(i) = archive_index(&m)
+                && usize::from(i) != slot
+            {
+                holders.push((i, addr));
+                sample.get_or_insert(m);
+            }
+        }
+        let Some(sample) = sample else {
+            return Err(format!("{}: no holder of version {ts}", key.name));
+        };
+        let layout = ArchiveLayout::from_meta(&sample)?;
+        let distinct: BTreeSet<u8> = holders.iter().map(|h| h.0).collect();
+        if distinct.len() < layout.params.k {
+            return Err(format!(
+                "{}: {} fragments of version {ts} found, {} needed",
+                key.name,
+                distinct.len(),
+                layout.params.k
+            ));
+        }
+        holders.sort_by_key(|h| h.0);
+        let fetch = FragmentFetch::new(self.peers.clone(), key.clone(), ts, layout, holders);
+        let mut object = fetch.read(0, layout.object_bytes);
+        let striper = cairn_erasure::Striper::new(layout.codec, layout.params, layout.segment_bytes)
+            .map_err(|e| e.to_string())?;
+        let striper = Arc::new(striper);
+        let mut writer = self
+            .engine
+            .begin_blob(key.clone(), Some(layout.archive_bytes()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let segment_bytes = usize::try_from(layout.segment_bytes).map_err(|e| e.to_string())?;
+        let mut segment = BytesMut::with_capacity(segment_bytes);
+        let mut segments = 0u64;
+        let written: Result<(), String> = async {
+            loop {
+                match object.next_chunk().await {
+                    Some(chunk) => {
+                        let mut chunk = chunk.map_err(|e| e.to_string())?;
+                        while !chunk.is_empty() {
+                            let take = (segment_bytes - segment.len()).min(chunk.len());
+                            segment.extend_from_slice(&chunk.split_to(take));
+                            if segment.len() == segment_bytes {
+                                let seg = segment.split().freeze();
+                                write_fragment(&striper, seg, slot, &mut writer).await?;
+                                segments += 1;
+                            }
+                        }
+                    }
+                    None => {
+                        // The last, short segment (or the one empty segment of an empty object).
+                        if !segment.is_empty() || segments == 0 {
+                            let seg = segment.split().freeze();
+                            write_fragment(&striper, seg, slot, &mut writer).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = writer.abort().await;
+            return Err(format!("{}: {e}", key.name));
+        }
+        let mut user_meta = sample.user_meta.clone();
+        user_meta.insert(EC_INDEX.into(), slot.to_string());
+        writer
+            .commit(BlobCommit {
+                timestamp: ts,
+                content_type: sample.content_type.clone(),
+                user_meta,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        debug!(device = %self.device, object = %key.name, slot, "fragment rebuilt");
+        Ok(())
+    }
+
+    /// Pushes a handoff's archives to the primaries of the slots they name.
+    async fn revert_partition(
+        &self,
+        kind: RingKind,
+        stored: u32,
+        primaries: &[DeviceId],
+    ) -> ReconstructReport {
+        let mut out = ReconstructReport::default();
+        let rings = self.peers.rings();
+        let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
+            .filter_map(|b| u16::try_from(b).ok())
+            .collect();
+        let entries = match self.engine.blob_entries(stored, &all).await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(device = %self.device, stored, error = %e, "local entries failed");
+                out.failed += 1;
+                return out;
+            }
+        };
+        for entry in entries {
+            let key = BlobKey::new(stored, entry.name.clone());
+            let meta = match self.engine.blob_meta(&key).await {
+                Ok(Some(m)) if m.timestamp == entry.timestamp => m,
+                _ => continue,
+            };
+            // A tombstone goes to every primary; a fragment to its slot's.
+            let slots: Vec<usize> = if meta.tombstone {
+                (0..primaries.len()).collect()
+            } else {
+                match archive_index(&meta) {
+                    Some(i) => vec![usize::from(i)],
+                    None => continue,
+                }
+            };
+            let mut home = true;
+            for s in slots {
+                let Some(to) = primaries
+                    .get(s)
+                    .and_then(|&d| self.peers.resolve(&rings, kind, d))
+                else {
+                    home = false;
+                    continue;
+                };
+                home &= self.push_home(&key, &meta, &to).await;
+            }
+            if home {
+                match self.engine.purge_blob(&key, meta.timestamp).await {
+                    Ok(_) => out.reverted += 1,
+                    Err(e) => {
+                        warn!(device = %self.device, object = %key.name, error = %e, "purge failed");
+                        out.failed += 1;
+                    }
+                }
+            } else {
+                out.failed += 1;
+            }
+        }
+        out
+    }
+
+    /// Whether `to` holds this version (or newer) after the call, pushing it if needed.
+    async fn push_home(&self, key: &BlobKey, meta: &BlobMeta, to: &DeviceAddr) -> bool {
+        let head = NodeRequest::HeadBlob {
+            device: to.device.clone(),
+            key: key.clone(),
+        };
+        match self.call(to, head).await {
+            Ok((NodeResponse::Meta(Some(m)), _)) if m.timestamp >= meta.timestamp => return true,
+            Ok((NodeResponse::Meta(_), _)) => {}
+            _ => return false,
+        }
+        if meta.tombstone {
+            let req = NodeRequest::DeleteBlob {
+                device: to.device.clone(),
+                key: key.clone(),
+                timestamp: meta.timestamp,
+                listing: None,
+            };
+            return matches!(
+                self.call(to, req).await,
+                Ok((NodeResponse::Written { .. }, _))
+            );
+        }
+        let (meta, mut reader) = match self.engine.read_blob(key, None).await {
+            Ok(Some((m, r))) if m.timestamp == meta.timestamp => (m, r),
+            _ => return false,
+        };
+        let (mut tx, body) = Body::channel();
+        let feed = async move {
+            loop {
+                match reader.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(chunk).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Ok(None) => return tx.finish().await.is_ok(),
+                    Err(e) => {
+                        tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                        return false;
+                    }
+                }
+            }
+        };
+        let req = NodeRequest::PutBlob {
+            device: to.device.clone(),
+            key: key.clone(),
+            timestamp: meta.timestamp,
+            size_bytes: meta.size_bytes,
+            content_type: meta.content_type.clone(),
+            user_meta: meta.user_meta.clone(),
+            listing: None,
+            meta_trailer: false,
+        };
+        let call = self.peers.call(
+            to,
+            &req,
+            body,
+            Duration::from_millis(BLOB_CALL_TIMEOUT_MS),
+            None,
+        );
+        let (fed, answer) = tokio::join!(feed, call);
+        fed && matches!(answer, Ok((NodeResponse::Written { .. }, _)))
+    }
+}
+
+/// Encodes one segment (off the async workers) and appends fragment `slot` to the archive.
+async fn write_fragment<W: BlobWriter>(
+    striper: &Arc<cairn_erasure::Striper>,
+    segment: bytes::Bytes,
+    slot: usize,
+    writer: &mut W,
+) -> Result<(), String> {
+    let striper = striper.clone();
+    let fragments = tokio::task::spawn_blocking(move || striper.encode_segment(&segment))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let fragment = fragments
+        .get(slot)
+        .ok_or_else(|| format!("the stripe has no fragment {slot}"))?;
+    writer
+        .write(bytes::Bytes::from(fragment.to_bytes()))
+        .await
+        .map_err(|e| e.to_string())
+}
