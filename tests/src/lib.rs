@@ -54,6 +54,9 @@ pub struct ClusterOptions {
     pub extra_config: String,
     /// Mount a tmpfs of this many MiB on node `.0`'s first device (a disk that fills up).
     pub small_disk: Option<(usize, u64)>,
+    /// An erasure-coded policy `ec` (index 1) with k data and m parity fragments and this
+    /// segment size, over a ring of k+m replicas on the same devices.
+    pub ec: Option<(usize, usize, u64)>,
 }
 
 impl Default for ClusterOptions {
@@ -67,6 +70,7 @@ impl Default for ClusterOptions {
             auditor_pause_ms: 500,
             extra_config: String::new(),
             small_disk: None,
+            ec: None,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct TestCluster {
     pub ring_path: PathBuf,
     /// The builder the ring was compiled from, for tests that publish a newer ring.
     pub builder: RingBuilder,
+    /// The erasure-coded policy's ring and policies, with [`ClusterOptions::ec`].
+    pub ec_ring: Option<PartitionRing>,
+    pub policies: cairn_node::policy::Policies,
     mounts: Vec<PathBuf>,
 }
 
@@ -122,6 +129,13 @@ impl TestCluster {
         fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
         let mut builder = RingBuilder::new(opts.part_power, 3.0, 0).unwrap();
         let mut nodes = Vec::new();
+        let policy_toml = match opts.ec {
+            Some((k, m, segment)) => format!(
+                "[[cluster.policy]]\nindex = 1\nname = \"ec\"\ntype = \"ec\"\nring = \"../object-1.ring\"\n\
+                 ec_data = {k}\nec_parity = {m}\nsegment_bytes = {segment}\n"
+            ),
+            None => String::new(),
+        };
         for n in 0..opts.nodes {
             let ip = IpAddr::V4(Ipv4Addr::new(
                 net[0],
@@ -163,12 +177,13 @@ impl TestCluster {
             let config = node_dir.join("node.toml");
             let toml = format!(
                 "node_id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{metrics}\"\n{extra}\n\
-                 [cluster]\nhash_prefix = \"{HASH_PREFIX}\"\nhash_suffix = \"{HASH_SUFFIX}\"\nobject_ring = \"../object.ring\"\n\
+                 [cluster]\nhash_prefix = \"{HASH_PREFIX}\"\nhash_suffix = \"{HASH_SUFFIX}\"\nobject_ring = \"../object.ring\"\n{policy}\
                  [tls]\nca_cert = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n\
                  [replicator]\ninterval_ms = {ri}\n\
                  [auditor]\nobjects_per_second = {ar}\npause_ms = {ap}\n\
                  {device_toml}",
                 id = n + 1,
+                policy = policy_toml,
                 extra = opts.extra_config,
                 ri = opts.replicator_interval_ms,
                 ar = opts.auditor_objects_per_second,
@@ -193,6 +208,50 @@ impl TestCluster {
         let ring = PartitionRing::compile(&builder).unwrap();
         let ring_path = dir.path().join("object.ring");
         fs::write(&ring_path, ring.to_bytes().unwrap()).unwrap();
+        let ec_ring = opts.ec.map(|(k, m, _)| {
+            let mut ec = RingBuilder::new(opts.part_power, (k + m) as f64, 0).unwrap();
+            for d in builder.devices() {
+                ec.add_device(NewDevice {
+                    id: None,
+                    region: d.region,
+                    zone: d.zone,
+                    ip: d.ip.clone(),
+                    port: d.port,
+                    replication_ip: None,
+                    replication_port: None,
+                    device: d.device.clone(),
+                    weight: d.weight,
+                    meta: String::new(),
+                })
+                .unwrap();
+            }
+            ec.rebalance(RebalanceOptions {
+                seed: 2,
+                now_minutes: 0,
+            })
+            .unwrap();
+            let ring = PartitionRing::compile(&ec).unwrap();
+            fs::write(dir.path().join("object-1.ring"), ring.to_bytes().unwrap()).unwrap();
+            ring
+        });
+        let policies = match opts.ec {
+            Some((k, m, segment)) => cairn_node::policy::Policies::from_sections(
+                &[cairn_node::policy::PolicySection {
+                    index: 1,
+                    name: "ec".into(),
+                    kind: cairn_node::policy::PolicyType::Ec,
+                    ring: Some(dir.path().join("object-1.ring")),
+                    ec_data: Some(k),
+                    ec_parity: Some(m),
+                    ec_codec: None,
+                    segment_bytes: Some(segment),
+                    write_quorum: None,
+                }],
+                None,
+            )
+            .unwrap(),
+            None => cairn_node::policy::Policies::default(),
+        };
         let mut cluster = TestCluster {
             dir,
             ca,
@@ -200,6 +259,8 @@ impl TestCluster {
             ring,
             ring_path,
             builder,
+            ec_ring,
+            policies,
             mounts: Vec::new(),
         };
         if let Some((node, mib)) = opts.small_disk {
@@ -305,7 +366,25 @@ impl TestCluster {
             .issue_node("test-client", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
             .unwrap();
         let identity = TlsIdentity::from_pem(&self.ca.cert_pem, &cert).unwrap();
-        client_with(identity, self.ring.clone())
+        let transport = cairn_net::client(
+            cairn_net::TransportKind::default(),
+            &identity,
+            ClientOptions::default(),
+        )
+        .unwrap();
+        let rings = Rings {
+            object: self.ring.clone(),
+            container: self.ring.clone(),
+            account: self.ring.clone(),
+            policies: self
+                .ec_ring
+                .iter()
+                .map(|r| (1u16, r.clone()))
+                .collect(),
+            hasher: PathHasher::new(HASH_PREFIX, HASH_SUFFIX),
+        };
+        ClusterClient::new(Arc::new(Peers::new(RpcClient::new(transport), rings)), 999)
+            .with_policies(self.policies.clone())
     }
 
     /// The log of a node (for assertion messages).
