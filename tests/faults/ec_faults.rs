@@ -239,7 +239,12 @@ async fn objects_survive_m_killed_nodes_and_a_wiped_disk_is_rebuilt() {
     assert!(rebuilt >= 1.0 && reverted >= 1.0);
     // With redundancy back, any two other fragment nodes may go: reads still need the
     // rebuilt fragments of the wiped node for some objects.
-    let others: Vec<usize> = big.iter().copied().filter(|&n| n != wiped).take(2).collect();
+    let others: Vec<usize> = big
+        .iter()
+        .copied()
+        .filter(|&n| n != wiped)
+        .take(2)
+        .collect();
     for &n in &others {
         cluster.kill(n);
     }
@@ -309,4 +314,68 @@ async fn corrupt_fragments_are_never_served_and_get_rebuilt() {
         started.elapsed()
     );
     assert!(quarantined >= 1.0);
+}
+
+/// Whether some live node other than the primaries holds fragment `slot` of `ts`.
+async fn on_a_handoff(
+    cluster: &TestCluster,
+    client: &ClusterClient,
+    key: &BlobKey,
+    primaries: &[usize],
+    slot: usize,
+    ts: Timestamp,
+) -> bool {
+    for n in (0..cluster.nodes.len()).filter(|n| !primaries.contains(n)) {
+        if cluster.nodes[n].is_running() && holds(cluster, client, n, key, slot, ts).await {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_fragments_are_rebuilt_on_handoffs_and_m_more_losses_are_survived() {
+    let mut cluster = TestCluster::start(options());
+    let client = cluster.client();
+    let written = setup(&cluster, &client).await;
+    let objects: BTreeMap<String, Bytes> = SIZES
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (format!("o{i}"), payload(i, s)))
+        .collect();
+    let (_, big) = holders(&cluster, "o6");
+    let dead = big[0];
+    cluster.kill(dead);
+    let started = Instant::now();
+    let restored = eventually(Duration::from_secs(120), async || {
+        for (name, &ts) in &written {
+            let (key, nodes) = holders(&cluster, name);
+            for (slot, &n) in nodes.iter().enumerate() {
+                let ok = if n == dead {
+                    on_a_handoff(&cluster, &client, &key, &nodes, slot, ts).await
+                } else {
+                    holds(&cluster, &client, n, &key, slot, ts).await
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        restored,
+        "the dead node's fragments were not rebuilt on handoffs in 120 s; log of node {}:\n{}",
+        big[1],
+        cluster.log(big[1])
+    );
+    eprintln!(
+        "the dead node's fragments stood in on handoffs after {:?}",
+        started.elapsed()
+    );
+    // m more fragment nodes of the largest object go: 3 of its 6 primaries are down now.
+    cluster.kill(big[1]);
+    cluster.kill(big[2]);
+    check_all(&client, &objects).await;
 }

@@ -376,11 +376,7 @@ impl TestCluster {
             object: self.ring.clone(),
             container: self.ring.clone(),
             account: self.ring.clone(),
-            policies: self
-                .ec_ring
-                .iter()
-                .map(|r| (1u16, r.clone()))
-                .collect(),
+            policies: self.ec_ring.iter().map(|r| (1u16, r.clone())).collect(),
             hasher: PathHasher::new(HASH_PREFIX, HASH_SUFFIX),
         };
         ClusterClient::new(Arc::new(Peers::new(RpcClient::new(transport), rings)), 999)

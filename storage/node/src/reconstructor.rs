@@ -126,9 +126,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                 let stored = stored_partition(policy.index, part);
                 match primaries.iter().position(|&d| d == me) {
                     Some(slot) => {
-                        let r = self
-                            .rebuild_partition(kind, stored, slot, &primaries)
-                            .await;
+                        let r = self.rebuild_partition(kind, stored, slot, &primaries).await;
                         report.partitions += 1;
                         report.rebuilt += r.rebuilt;
                         report.tombstones += r.tombstones;
@@ -143,7 +141,8 @@ impl<E: StorageEngine> Reconstructor<E> {
                 }
             }
         }
-        self.metrics.ec_reconstructed(report.rebuilt, report.reverted);
+        self.metrics
+            .ec_reconstructed(report.rebuilt, report.reverted);
         report
     }
 
@@ -164,7 +163,8 @@ impl<E: StorageEngine> Reconstructor<E> {
             .map_err(|e| e.to_string())
     }
 
-    /// Rebuilds what this device (slot `slot`) lacks of one partition.
+    /// Rebuilds what this device (slot `slot`) lacks of one partition, then stands in for
+    /// the primaries that did not answer.
     async fn rebuild_partition(
         &self,
         kind: RingKind,
@@ -172,6 +172,27 @@ impl<E: StorageEngine> Reconstructor<E> {
         slot: usize,
         primaries: &[DeviceId],
     ) -> ReconstructReport {
+        let (mut out, unreachable, others) = self.rebuild_own(kind, stored, slot, primaries).await;
+        if !unreachable.is_empty() && out.failed == 0 {
+            let r = self
+                .stand_in(kind, stored, slot, primaries, &unreachable, &others)
+                .await;
+            out.rebuilt += r.rebuilt;
+            out.tombstones += r.tombstones;
+            out.failed += r.failed;
+        }
+        out
+    }
+
+    /// Rebuilds what this device lacks; returns the report, the slots whose primary did not
+    /// answer, and the addresses of the other primaries.
+    async fn rebuild_own(
+        &self,
+        kind: RingKind,
+        stored: u32,
+        slot: usize,
+        primaries: &[DeviceId],
+    ) -> (ReconstructReport, Vec<usize>, Vec<DeviceAddr>) {
         let mut out = ReconstructReport::default();
         let rings = self.peers.rings();
         let local = match self.engine.blob_digest(stored).await {
@@ -179,23 +200,27 @@ impl<E: StorageEngine> Reconstructor<E> {
             Err(e) => {
                 warn!(device = %self.device, stored, error = %e, "digest failed");
                 out.failed += 1;
-                return out;
+                return (out, Vec::new(), Vec::new());
             }
         };
-        let others: Vec<DeviceAddr> = primaries
-            .iter()
-            .enumerate()
-            .filter(|&(s, _)| s != slot)
-            .filter_map(|(_, &d)| self.peers.resolve(&rings, kind, d))
-            .collect();
+        let mut unreachable = Vec::new();
+        let mut others: Vec<DeviceAddr> = Vec::new();
         let mut differing: BTreeSet<u16> = BTreeSet::new();
         let mut differing_peers = Vec::new();
-        for peer in &others {
+        for (s, &d) in primaries.iter().enumerate() {
+            if s == slot {
+                continue;
+            }
+            let Some(peer) = self.peers.resolve(&rings, kind, d) else {
+                unreachable.push(s);
+                continue;
+            };
+            others.push(peer.clone());
             let req = NodeRequest::BlobDigest {
                 device: peer.device.clone(),
                 partition: stored,
             };
-            match self.call(peer, req).await {
+            match self.call(&peer, req).await {
                 Ok((NodeResponse::Digest(theirs), _)) => {
                     if local == theirs {
                         continue;
@@ -210,22 +235,25 @@ impl<E: StorageEngine> Reconstructor<E> {
                     }
                     differing_peers.push(peer.clone());
                 }
-                Ok(_) | Err(_) => debug!(peer = %peer.addr, stored, "peer digest unavailable"),
+                Ok(_) | Err(_) => {
+                    debug!(peer = %peer.addr, stored, "peer digest unavailable");
+                    unreachable.push(s);
+                }
             }
         }
         if differing_peers.is_empty() {
-            return out;
+            return (out, unreachable, others);
         }
         let buckets: Vec<u16> = differing.into_iter().collect();
-        let mine: BTreeMap<String, Timestamp> = match self.engine.blob_entries(stored, &buckets).await
-        {
-            Ok(es) => es.into_iter().map(|e| (e.name, e.timestamp)).collect(),
-            Err(e) => {
-                warn!(device = %self.device, stored, error = %e, "local entries failed");
-                out.failed += 1;
-                return out;
-            }
-        };
+        let mine: BTreeMap<String, Timestamp> =
+            match self.engine.blob_entries(stored, &buckets).await {
+                Ok(es) => es.into_iter().map(|e| (e.name, e.timestamp)).collect(),
+                Err(e) => {
+                    warn!(device = %self.device, stored, error = %e, "local entries failed");
+                    out.failed += 1;
+                    return (out, unreachable, others);
+                }
+            };
         // The newest version any peer holds of each name, and whether it is a tombstone.
         let mut newest: BTreeMap<String, (Timestamp, bool)> = BTreeMap::new();
         for peer in &differing_peers {
@@ -259,7 +287,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                     }
                     (
                         false,
-                        self.rebuild_one(kind, key, ts, slot, others).await,
+                        self.rebuild_one(kind, key, ts, slot, others, None).await,
                     )
                 }
             })
@@ -276,24 +304,119 @@ impl<E: StorageEngine> Reconstructor<E> {
                 }
             }
         }
+        (out, unreachable, others)
+    }
+
+    /// Rebuilds the fragments of primaries that did not answer onto handoffs, so the
+    /// partition keeps k+m fragments while a device is dead. For each such slot exactly one
+    /// primary acts — the first answering slot after it — and it uses the handoff a writer
+    /// would have used (the r-th live handoff for the r-th missing slot), where reads look.
+    async fn stand_in(
+        &self,
+        kind: RingKind,
+        stored: u32,
+        slot: usize,
+        primaries: &[DeviceId],
+        unreachable: &[usize],
+        others: &[DeviceAddr],
+    ) -> ReconstructReport {
+        let mut out = ReconstructReport::default();
+        let n = primaries.len();
+        let rings = self.peers.rings();
+        let (_, part) = split_stored_partition(stored);
+        let (_, handoffs) = self.peers.placement(&rings, kind, part);
+        let handoffs: Vec<DeviceAddr> = handoffs
+            .iter()
+            .filter_map(|&h| self.peers.resolve(&rings, kind, h))
+            .filter(|a| !self.peers.is_down(a))
+            .collect();
+        let answering = |s: usize| s == slot || !unreachable.contains(&s);
+        let sources: Vec<DeviceAddr> = others
+            .iter()
+            .filter(|a| !self.peers.is_down(a))
+            .cloned()
+            .collect();
+        let mut entries = None;
+        for (rank, &missing) in unreachable.iter().enumerate() {
+            let acting = (1..n).map(|d| (missing + d) % n).find(|&s| answering(s));
+            if acting != Some(slot) {
+                continue;
+            }
+            let Some(to) = handoffs.get(rank) else {
+                continue;
+            };
+            if entries.is_none() {
+                let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
+                    .filter_map(|b| u16::try_from(b).ok())
+                    .collect();
+                match self.engine.blob_entries(stored, &all).await {
+                    Ok(es) => entries = Some(es),
+                    Err(e) => {
+                        warn!(device = %self.device, stored, error = %e, "local entries failed");
+                        out.failed += 1;
+                        return out;
+                    }
+                }
+            }
+            for e in entries.iter().flatten() {
+                let key = BlobKey::new(stored, e.name.clone());
+                let head = NodeRequest::HeadBlob {
+                    device: to.device.clone(),
+                    key: key.clone(),
+                };
+                match self.call(to, head).await {
+                    Ok((NodeResponse::Meta(Some(m)), _)) if m.timestamp >= e.timestamp => continue,
+                    Ok((NodeResponse::Meta(_), _)) => {}
+                    _ => {
+                        out.failed += 1;
+                        continue;
+                    }
+                }
+                let r = if e.tombstone {
+                    let req = NodeRequest::DeleteBlob {
+                        device: to.device.clone(),
+                        key,
+                        timestamp: e.timestamp,
+                        listing: None,
+                    };
+                    match self.call(to, req).await {
+                        Ok((NodeResponse::Written { .. }, _)) => {
+                            out.tombstones += 1;
+                            Ok(())
+                        }
+                        other => Err(format!("tombstone to {}: {other:?}", to.addr)),
+                    }
+                } else {
+                    self.rebuild_one(kind, key, e.timestamp, missing, &sources, Some(to))
+                        .await
+                        .map(|()| out.rebuilt += 1)
+                };
+                if let Err(err) = r {
+                    warn!(device = %self.device, stored, slot = missing, error = %err, "standing in for a dead primary failed");
+                    out.failed += 1;
+                }
+            }
+        }
         out
     }
 
-    /// Rebuilds fragment `slot` of one object version from k other archives.
+    /// Rebuilds fragment `slot` of one object version from k other archives, into this
+    /// device or onto `to` (a handoff standing in for a dead primary).
     async fn rebuild_one(
         &self,
         kind: RingKind,
         key: BlobKey,
         ts: Timestamp,
         slot: usize,
-        others: &[DeviceAddr],
+        sources: &[DeviceAddr],
+        to: Option<&DeviceAddr>,
     ) -> Result<(), String> {
-        // Who holds this version: the other primaries, then handoffs (which may hold slots
+        // Who holds this version: the given primaries, then handoffs (which may hold slots
         // whose primary was down at write time).
         let rings = self.peers.rings();
         let (_, part) = split_stored_partition(key.partition);
         let (_, handoffs) = self.peers.placement(&rings, kind, part);
-        let candidates: Vec<DeviceAddr> = others
+        let candidates: Vec<DeviceAddr> = sources
             .iter()
             .cloned()
             .chain(
@@ -338,61 +461,68 @@ impl<E: StorageEngine> Reconstructor<E> {
         }
         holders.sort_by_key(|h| h.0);
         let fetch = FragmentFetch::new(self.peers.clone(), key.clone(), ts, layout, holders);
-        let mut object = fetch.read(0, layout.object_bytes);
-        let striper = cairn_erasure::Striper::new(layout.codec, layout.params, layout.segment_bytes)
-            .map_err(|e| e.to_string())?;
-        let striper = Arc::new(striper);
-        let mut writer = self
-            .engine
-            .begin_blob(key.clone(), Some(layout.archive_bytes()))
-            .await
-            .map_err(|e| e.to_string())?;
-        let segment_bytes = usize::try_from(layout.segment_bytes).map_err(|e| e.to_string())?;
-        let mut segment = BytesMut::with_capacity(segment_bytes);
-        let mut segments = 0u64;
-        let written: Result<(), String> = async {
-            loop {
-                match object.next_chunk().await {
-                    Some(chunk) => {
-                        let mut chunk = chunk.map_err(|e| e.to_string())?;
-                        while !chunk.is_empty() {
-                            let take = (segment_bytes - segment.len()).min(chunk.len());
-                            segment.extend_from_slice(&chunk.split_to(take));
-                            if segment.len() == segment_bytes {
-                                let seg = segment.split().freeze();
-                                write_fragment(&striper, seg, slot, &mut writer).await?;
-                                segments += 1;
-                            }
-                        }
-                    }
-                    None => {
-                        // The last, short segment (or the one empty segment of an empty object).
-                        if !segment.is_empty() || segments == 0 {
-                            let seg = segment.split().freeze();
-                            write_fragment(&striper, seg, slot, &mut writer).await?;
-                        }
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = writer.abort().await;
-            return Err(format!("{}: {e}", key.name));
-        }
+        let archive = rebuilt_archive(fetch, layout, slot)?;
         let mut user_meta = sample.user_meta.clone();
         user_meta.insert(EC_INDEX.into(), slot.to_string());
-        writer
-            .commit(BlobCommit {
-                timestamp: ts,
-                content_type: sample.content_type.clone(),
-                user_meta,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        debug!(device = %self.device, object = %key.name, slot, "fragment rebuilt");
-        Ok(())
+        match to {
+            Some(to) => {
+                let req = NodeRequest::PutBlob {
+                    device: to.device.clone(),
+                    key: key.clone(),
+                    timestamp: ts,
+                    size_bytes: layout.archive_bytes(),
+                    content_type: sample.content_type.clone(),
+                    user_meta,
+                    listing: None,
+                    meta_trailer: false,
+                };
+                let r = self
+                    .peers
+                    .call(
+                        to,
+                        &req,
+                        archive,
+                        Duration::from_millis(BLOB_CALL_TIMEOUT_MS),
+                        None,
+                    )
+                    .await;
+                match r {
+                    Ok((NodeResponse::Written { .. }, _)) => Ok(()),
+                    Ok((other, _)) => Err(format!("{}: unexpected answer {other:?}", key.name)),
+                    Err(e) => Err(format!("{}: storing on {}: {e}", key.name, to.addr)),
+                }
+            }
+            None => {
+                let mut writer = self
+                    .engine
+                    .begin_blob(key.clone(), Some(layout.archive_bytes()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut archive = archive;
+                let copied: Result<(), String> = async {
+                    while let Some(chunk) = archive.next_chunk().await {
+                        let chunk = chunk.map_err(|e| e.to_string())?;
+                        writer.write(chunk).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = copied {
+                    let _ = writer.abort().await;
+                    return Err(format!("{}: {e}", key.name));
+                }
+                writer
+                    .commit(BlobCommit {
+                        timestamp: ts,
+                        content_type: sample.content_type.clone(),
+                        user_meta,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                debug!(device = %self.device, object = %key.name, slot, "fragment rebuilt");
+                Ok(())
+            }
+        }
     }
 
     /// Pushes a handoff's archives to the primaries of the slots they name.
@@ -522,12 +652,65 @@ impl<E: StorageEngine> Reconstructor<E> {
     }
 }
 
-/// Encodes one segment (off the async workers) and appends fragment `slot` to the archive.
-async fn write_fragment<W: BlobWriter>(
+/// Fragment archive `slot` of a version, as a stream: the object is read (and decoded where
+/// fragments are missing) from `fetch`, and each segment re-encoded.
+fn rebuilt_archive(
+    fetch: FragmentFetch,
+    layout: ArchiveLayout,
+    slot: usize,
+) -> Result<Body, String> {
+    let striper = cairn_erasure::Striper::new(layout.codec, layout.params, layout.segment_bytes)
+        .map_err(|e| e.to_string())?;
+    let striper = Arc::new(striper);
+    let segment_bytes = usize::try_from(layout.segment_bytes).map_err(|e| e.to_string())?;
+    let (mut tx, out) = Body::channel();
+    tokio::spawn(async move {
+        let mut object = fetch.read(0, layout.object_bytes);
+        let mut segment = BytesMut::with_capacity(segment_bytes);
+        let mut segments = 0u64;
+        let result: Result<(), String> = async {
+            loop {
+                match object.next_chunk().await {
+                    Some(chunk) => {
+                        let mut chunk = chunk.map_err(|e| e.to_string())?;
+                        while !chunk.is_empty() {
+                            let take = (segment_bytes - segment.len()).min(chunk.len());
+                            segment.extend_from_slice(&chunk.split_to(take));
+                            if segment.len() == segment_bytes {
+                                let seg = segment.split().freeze();
+                                send_fragment(&striper, seg, slot, &mut tx).await?;
+                                segments += 1;
+                            }
+                        }
+                    }
+                    None => {
+                        // The last, short segment (or the one empty segment of an empty object).
+                        if !segment.is_empty() || segments == 0 {
+                            let seg = segment.split().freeze();
+                            send_fragment(&striper, seg, slot, &mut tx).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let _ = tx.finish().await;
+            }
+            Err(e) => tx.abort(cairn_net::NetError::Remote(e)).await,
+        }
+    });
+    Ok(out)
+}
+
+/// Encodes one segment (off the async workers) and sends fragment `slot` on.
+async fn send_fragment(
     striper: &Arc<cairn_erasure::Striper>,
     segment: bytes::Bytes,
     slot: usize,
-    writer: &mut W,
+    tx: &mut cairn_net::BodySender,
 ) -> Result<(), String> {
     let striper = striper.clone();
     let fragments = tokio::task::spawn_blocking(move || striper.encode_segment(&segment))
@@ -537,8 +720,7 @@ async fn write_fragment<W: BlobWriter>(
     let fragment = fragments
         .get(slot)
         .ok_or_else(|| format!("the stripe has no fragment {slot}"))?;
-    writer
-        .write(bytes::Bytes::from(fragment.to_bytes()))
+    tx.send(bytes::Bytes::from(fragment.to_bytes()))
         .await
         .map_err(|e| e.to_string())
 }

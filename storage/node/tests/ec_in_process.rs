@@ -381,7 +381,10 @@ async fn the_reconstructor_rebuilds_lost_fragments_byte_for_byte_and_reverts_han
     let client = client(&c.net);
     ec_container(&client).await;
     let bytes = data(30_000, 3);
-    client.put_object(put("z", bytes.len()), stream(&bytes)).await.unwrap();
+    client
+        .put_object(put("z", bytes.len()), stream(&bytes))
+        .await
+        .unwrap();
     let holders = slots("z");
     let k = key("z");
     let mut before = Vec::new();
@@ -391,7 +394,12 @@ async fn the_reconstructor_rebuilds_lost_fragments_byte_for_byte_and_reverts_han
         before.push(archive);
     }
     // Lose a data fragment and a parity fragment (a disk's worth each).
-    let ts = c.engines[holders[0]].blob_meta(&k).await.unwrap().unwrap().timestamp;
+    let ts = c.engines[holders[0]]
+        .blob_meta(&k)
+        .await
+        .unwrap()
+        .unwrap()
+        .timestamp;
     for &slot in &[1usize, 4] {
         assert!(c.engines[holders[slot]].purge_blob(&k, ts).await.unwrap());
     }
@@ -407,8 +415,15 @@ async fn the_reconstructor_rebuilds_lost_fragments_byte_for_byte_and_reverts_han
     // handoff's archive goes home and is dropped from the handoff.
     c.net.unregister(addr(holders[0]));
     let v2 = data(9_000, 4);
-    client.put_object(put("z", v2.len()), stream(&v2)).await.unwrap();
-    c.net.register(addr(holders[0]), "node-back", c.services[holders[0]].clone());
+    client
+        .put_object(put("z", v2.len()), stream(&v2))
+        .await
+        .unwrap();
+    c.net.register(
+        addr(holders[0]),
+        "node-back",
+        c.services[holders[0]].clone(),
+    );
     assert!(reconstruct(&c).await >= 1);
     let home = archive(&c.engines[holders[0]], &k).await.unwrap();
     assert_eq!(home.0, "0");
@@ -423,8 +438,62 @@ async fn the_reconstructor_rebuilds_lost_fragments_byte_for_byte_and_reverts_han
     // A deletion missed by one primary reaches it as a tombstone.
     c.net.unregister(addr(holders[5]));
     client.delete_object("a", "ec", "z").await.unwrap();
-    c.net.register(addr(holders[5]), "node-back", c.services[holders[5]].clone());
+    c.net.register(
+        addr(holders[5]),
+        "node-back",
+        c.services[holders[5]].clone(),
+    );
     reconstruct(&c).await;
     let meta = c.engines[holders[5]].blob_meta(&k).await.unwrap();
     assert!(meta.is_some_and(|m| m.tombstone), "tombstone rebuilt");
+}
+
+#[tokio::test]
+async fn a_dead_primarys_fragments_are_rebuilt_on_a_handoff_and_dropped_when_it_returns() {
+    let c = cluster(25);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let bytes = data(40_000, 5);
+    client
+        .put_object(put("w", bytes.len()), stream(&bytes))
+        .await
+        .unwrap();
+    let holders = slots("w");
+    let k = key("w");
+    let spares: Vec<usize> = (0..NODES).filter(|n| !holders.contains(n)).collect();
+    c.net.unregister(addr(holders[0]));
+    for _ in 0..2 {
+        for r in &c.reconstructors {
+            r.cycle().await;
+        }
+    }
+    let stand_ins: Vec<usize> = {
+        let mut v = Vec::new();
+        for &n in &spares {
+            if let Some((index, _)) = archive(&c.engines[n], &k).await {
+                assert_eq!(index, "0");
+                v.push(n);
+            }
+        }
+        v
+    };
+    assert_eq!(
+        stand_ins.len(),
+        1,
+        "exactly one handoff stands in for slot 0"
+    );
+    // Two more primaries gone: only the stand-in makes k fragments.
+    c.net.unregister(addr(holders[1]));
+    c.net.unregister(addr(holders[2]));
+    assert_eq!(read(&client, "w", None).await, bytes);
+    for &n in &holders[..3] {
+        c.net.register(addr(n), "node-back", c.services[n].clone());
+    }
+    assert_eq!(
+        reconstruct(&c).await,
+        1,
+        "the stand-in is dropped once slot 0 answers"
+    );
+    assert!(archive(&c.engines[stand_ins[0]], &k).await.is_none());
+    assert_eq!(reconstruct(&c).await, 0);
 }
