@@ -497,3 +497,86 @@ async fn a_dead_primarys_fragments_are_rebuilt_on_a_handoff_and_dropped_when_it_
     assert!(archive(&c.engines[stand_ins[0]], &k).await.is_none());
     assert_eq!(reconstruct(&c).await, 0);
 }
+
+#[tokio::test]
+async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
+    use cairn_node::peers::DeviceAddr;
+    use cairn_node::rpc::{NodeRequest, NodeResponse, RemoteError};
+    let c = cluster(26);
+    let client = client(&c.net);
+    let k = key("t");
+    let to = DeviceAddr {
+        addr: addr(0),
+        device: "d0".into(),
+    };
+    for (body, why) in [
+        (&b"0123456789\xff\xff\xff"[..], "malformed"),
+        (&b"01234"[..], "announced"),
+    ] {
+        let req = NodeRequest::PutBlob {
+            device: "d0".into(),
+            key: k.clone(),
+            timestamp: cairn_engine::Timestamp::ZERO,
+            size_bytes: 10,
+            content_type: String::new(),
+            user_meta: BTreeMap::new(),
+            listing: None,
+            meta_trailer: true,
+        };
+        let r = client
+            .peers()
+            .call(
+                &to,
+                &req,
+                Body::Full(Bytes::copy_from_slice(body)),
+                std::time::Duration::from_secs(5),
+                None,
+            )
+            .await;
+        match r {
+            Err(cairn_node::peers::PeerError::Refused(RemoteError::Invalid(m))) => {
+                assert!(m.contains(why), "{m}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(c.engines[0].blob_meta(&k).await.unwrap().is_none());
+    }
+    // A well-formed trailer lands in the metadata.
+    let trailer = postcard::to_allocvec(&BTreeMap::from([(
+        "sys-ec-object-etag".to_string(),
+        "abc".to_string(),
+    )]))
+    .unwrap();
+    let mut body = b"0123456789".to_vec();
+    body.extend_from_slice(&trailer);
+    let req = NodeRequest::PutBlob {
+        device: "d0".into(),
+        key: k.clone(),
+        timestamp: cairn_engine::Timestamp::ZERO,
+        size_bytes: 10,
+        content_type: String::new(),
+        user_meta: BTreeMap::new(),
+        listing: None,
+        meta_trailer: true,
+    };
+    let r = client
+        .peers()
+        .call(
+            &to,
+            &req,
+            Body::Full(Bytes::from(body)),
+            std::time::Duration::from_secs(5),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r.0, NodeResponse::Written { .. }));
+    let meta = c.engines[0].blob_meta(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            meta.size_bytes,
+            meta.user_meta["sys-ec-object-etag"].as_str()
+        ),
+        (10, "abc")
+    );
+}

@@ -511,9 +511,18 @@ impl ClusterClient {
                 (addr, r)
             }
         };
+        // A primary known to be down is not waited for: its slot goes to a handoff at once.
         let firsts = p.primaries.iter().enumerate().filter_map(|(slot, &d)| {
             let addr = self.peers.resolve(&rings, p.kind, d)?;
-            Some(async move { (slot, ask(addr).await) })
+            let down = self.peers.is_down(&addr);
+            Some(async move {
+                if down {
+                    let why = Err(format!("{} is down", addr.addr));
+                    (slot, (addr, why))
+                } else {
+                    (slot, ask(addr).await)
+                }
+            })
         });
         let mut out = Vec::new();
         let mut failed_slots = Vec::new();
@@ -759,17 +768,27 @@ impl FragmentFetch {
         let mut unused: std::collections::VecDeque<u8> = order.into();
         let mut streams: Vec<ArchiveStream> = Vec::with_capacity(k);
         while streams.len() < k {
-            let Some(index) = unused.pop_front() else {
+            // Open as many as are still needed at once; fall back to further indexes.
+            let batch: Vec<u8> = (0..k - streams.len())
+                .map_while(|_| unused.pop_front())
+                .collect();
+            if batch.is_empty() {
                 return Err(format!(
                     "only {} of the {k} fragments needed could be opened",
                     streams.len()
                 ));
-            };
-            match self.open(index, from, to).await {
-                Ok(s) => streams.push(s),
-                Err(e) => warn!(index, error = %e, "fragment archive unavailable"),
+            }
+            let opened =
+                futures::future::join_all(batch.iter().map(|&i| self.open(i, from, to))).await;
+            for (index, r) in batch.into_iter().zip(opened) {
+                match r {
+                    Ok(s) => streams.push(s),
+                    Err(e) => warn!(index, error = %e, "fragment archive unavailable"),
+                }
             }
         }
+        // Data fragments in index order, so a healthy read concatenates without decoding.
+        streams.sort_by_key(|s| s.index);
         for s in first..=last {
             let flen = usize::try_from(layout.fragment_len(s)).map_err(|e| e.to_string())?;
             let mut fragments: Vec<Fragment> = Vec::with_capacity(k);
