@@ -338,7 +338,7 @@ impl<E: StorageEngine> Reconstructor<E> {
             .collect();
         let mut entries = None;
         for (rank, &missing) in unreachable.iter().enumerate() {
-            let acting = (1..n).map(|d| (missing + d) % n).find(|&s| answering(s));
+            let acting = crate::core::acting_slot(missing, n, answering);
             if acting != Some(slot) {
                 continue;
             }

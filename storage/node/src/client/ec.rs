@@ -15,7 +15,7 @@
 //!   corrupt is replaced by another index and the segment decoded.
 //! - A DELETE writes tombstones to every slot and needs the write quorum.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use md5::{Digest, Md5};
 use tracing::{debug, warn};
 
 use super::{ClientError, ClusterClient, ObjectPut, Written};
+use crate::core::{ArchiveAnswer, EcReadDecision, decide_read};
 use crate::limits::{BLOB_CALL_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind};
 use crate::policy::{EcScheme, StoragePolicy, stored_partition};
@@ -150,9 +151,6 @@ pub fn object_meta(archive: &BlobMeta) -> Result<BlobMeta, String> {
     meta.user_meta.retain(|k, _| !k.starts_with("sys-ec-"));
     Ok(meta)
 }
-
-/// Who answered with one version: (tombstone, (fragment index, device, archive metadata)).
-type VersionHolders = (bool, Vec<(u8, DeviceAddr, BlobMeta)>);
 
 /// Where an EC object's archives live.
 struct Placement {
@@ -410,12 +408,9 @@ impl ClusterClient {
         let name = PathHasher::path_of(account, Some(container), Some(object));
         let placement = self.ec_placement(policy, scheme, &name)?;
         let answers = self.ec_archive_metas(&placement).await;
-        let n = scheme.params.total();
-        let needed = n + 1 - scheme.write_quorum;
         let answered = answers.iter().filter(|(_, _, m)| m.is_ok()).count();
-        // Newest first: (tombstone, holders by index).
-        let mut versions: BTreeMap<Timestamp, VersionHolders> = BTreeMap::new();
         let mut last_error = String::from("no fragment device answered");
+        let mut held: Vec<(u8, DeviceAddr, BlobMeta)> = Vec::new();
         for (slot, addr, meta) in answers {
             match meta {
                 Ok(Some(m)) => {
@@ -427,55 +422,43 @@ impl ClusterClient {
                             None => continue,
                         }
                     };
-                    let e = versions
-                        .entry(m.timestamp)
-                        .or_insert((m.tombstone, Vec::new()));
-                    e.1.push((index, addr, m));
+                    held.push((index, addr, m));
                 }
                 Ok(None) => {}
                 Err(e) => last_error = e,
             }
         }
-        if answered < needed {
-            return Err(ClientError::NoQuorum(format!(
-                "{answered} of {n} fragment devices answered, {needed} needed: {last_error}"
-            )));
-        }
-        let k = scheme.params.k;
-        let mut incomplete = None;
-        for (ts, (tombstone, holders)) in versions.into_iter().rev() {
-            if tombstone {
-                return Ok(None);
+        let summary: Vec<ArchiveAnswer<Timestamp>> = held
+            .iter()
+            .map(|(i, _, m)| (*i, m.timestamp, m.tombstone))
+            .collect();
+        let (k, m) = (scheme.params.k, scheme.params.m);
+        let ts = match decide_read(&summary, answered, k, m, scheme.write_quorum) {
+            EcReadDecision::Found(ts) => ts,
+            EcReadDecision::Absent => return Ok(None),
+            EcReadDecision::Unavailable(why) => {
+                return Err(ClientError::NoQuorum(format!("{why}: {last_error}")));
             }
-            let distinct: BTreeSet<u8> = holders.iter().map(|h| h.0).collect();
-            if distinct.len() < k {
-                // A write in progress or one that failed: an older complete version serves.
-                incomplete.get_or_insert((ts, distinct.len()));
-                continue;
-            }
-            let archive = holders[0].2.clone();
-            let meta = object_meta(&archive).map_err(ClientError::Invalid)?;
-            let layout = ArchiveLayout::from_meta(&archive).map_err(ClientError::Invalid)?;
-            let mut holders: Vec<(u8, DeviceAddr)> =
-                holders.into_iter().map(|(i, a, _)| (i, a)).collect();
-            holders.sort_by_key(|(i, _)| *i);
-            return Ok(Some((
-                meta,
-                FragmentFetch {
-                    peers: self.peers.clone(),
-                    key: placement.key.clone(),
-                    timestamp: ts,
-                    layout,
-                    holders,
-                },
-            )));
-        }
-        match incomplete {
-            Some((ts, have)) => Err(ClientError::NoQuorum(format!(
-                "the newest version ({ts:?}) has {have} of the {k} fragments needed to read it"
-            ))),
-            None => Ok(None),
-        }
+        };
+        let mut holders: Vec<(u8, DeviceAddr, BlobMeta)> =
+            held.into_iter().filter(|h| h.2.timestamp == ts).collect();
+        holders.sort_by_key(|h| h.0);
+        let Some(archive) = holders.first().map(|h| h.2.clone()) else {
+            return Err(ClientError::NoQuorum("no holder left".into()));
+        };
+        let meta = object_meta(&archive).map_err(ClientError::Invalid)?;
+        let layout = ArchiveLayout::from_meta(&archive).map_err(ClientError::Invalid)?;
+        let holders: Vec<(u8, DeviceAddr)> = holders.into_iter().map(|(i, a, _)| (i, a)).collect();
+        Ok(Some((
+            meta,
+            FragmentFetch {
+                peers: self.peers.clone(),
+                key: placement.key.clone(),
+                timestamp: ts,
+                layout,
+                holders,
+            },
+        )))
     }
 
     /// Every slot's archive metadata: `(slot, device, answer)`. A slot whose primary fails is

@@ -4,10 +4,12 @@
 //! types: inputs are responses and failures, outputs are commands to send. That is what lets a
 //! failing seed replay the same decisions the real node would take.
 
+mod erasure;
 mod quorum;
 mod replication;
 mod version;
 
+pub use erasure::{ArchiveAnswer, EcReadDecision, acting_slot, decide_read};
 pub use quorum::{
     ReadOutcome, ReadQuorum, TargetRole, WriteOutcome, WriteQuorum, choose_targets, majority,
     read_quorum,
