@@ -382,6 +382,32 @@ fn main() -> Result<()> {
             }
         }
     }
+    // Degraded: two of the six nodes gone, so every EC object misses two of its six
+    // fragments; segments whose missing ones include a data fragment are decoded.
+    let mut cluster = cluster;
+    for child in cluster.children.iter_mut().take(2) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for conc in [1, args.concurrency] {
+        let get = rt.block_on(run(args.objects, conc, object_bytes, |i| {
+            let client = client.clone();
+            async move {
+                let object = format!("c{conc}-{i}");
+                let Some((_, body)) = client.get_object(ACCOUNT, "ec42", &object, None).await?
+                else {
+                    bail!("{object} not found");
+                };
+                let got = body.collect(object_bytes + 1).await?;
+                ensure!(got.len() == object_bytes, "{object}: short read");
+                Ok(())
+            }
+        }))?;
+        println!(
+            "| EC 4+2, 2 of 6 nodes down | GET | {conc} | {} × {} MiB | {get:.0} | – |",
+            args.objects, args.object_mib
+        );
+    }
     println!(
         "\n| policy | concurrency | blob bytes received per byte written | disk bytes per byte written |\n|---|---|---|---|"
     );
