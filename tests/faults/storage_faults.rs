@@ -538,3 +538,54 @@ fn a_bad_node_config_is_refused_with_the_reason() {
         );
     }
 }
+
+/// A write whose body the client breaks (a bad checksum found at the end, a truncated upload)
+/// is refused by the devices, and none of them is taken for down: reads that follow must not
+/// be routed to handoffs, whose "not found" would hide objects that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_client_breaks_marks_no_device_down() {
+    let cluster = TestCluster::start(ClusterOptions {
+        nodes: 5,
+        ..ClusterOptions::default()
+    });
+    let client = cluster.client();
+    put(&client, "kept", payload(1)).await.unwrap();
+    for i in 0..6 {
+        let (mut tx, body) = Body::channel();
+        // Broken before any byte, midway, or after every byte (a checksum failing at the end).
+        let sent = [0, 300_000, 1_000_000][i % 3];
+        tokio::spawn(async move {
+            tx.send(Bytes::from(vec![7u8; sent])).await.unwrap();
+            tx.abort(cairn_net::NetError::Remote(
+                "request body failed verification".into(),
+            ))
+            .await;
+        });
+        let put = ObjectPut {
+            account: ACCOUNT.into(),
+            container: CONTAINER.into(),
+            object: format!("broken-{i}"),
+            size_bytes: 1_000_000,
+            content_type: "application/octet-stream".into(),
+            user_meta: BTreeMap::new(),
+        };
+        assert!(client.put_object(put, body).await.is_err());
+    }
+    let rings = client.peers().rings();
+    for d in rings.object.devices() {
+        let addr = DeviceAddr {
+            addr: std::net::SocketAddr::new(d.ip.parse().unwrap(), d.port),
+            device: d.device.clone(),
+        };
+        assert!(
+            !client.peers().is_down(&addr),
+            "device {} at {} marked down after a client-side body failure",
+            d.device,
+            addr.addr
+        );
+    }
+    assert_eq!(
+        get(&client, "kept").await.unwrap().as_deref(),
+        Some(&payload(1)[..])
+    );
+}

@@ -25,6 +25,10 @@ pub enum NetError {
     /// Too many calls: the server's concurrent-request limit was hit.
     #[error("peer {peer} too busy: {reason}")]
     TooBusy { peer: SocketAddr, reason: String },
+    /// The caller's own request body failed (its producer gave up): the peer closed the call
+    /// because of it, which says nothing about the peer's health.
+    #[error("request body aborted by the caller: {0}")]
+    BodyAborted(String),
     /// Local setup problem: bad PEM, certificate generation, socket bind.
     #[error("configuration error: {0}")]
     Config(String),

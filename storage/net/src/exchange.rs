@@ -15,18 +15,30 @@ use crate::limits;
 use crate::message::{CallContext, DynHandler, Request, RequestId, Response};
 use crate::wire::{self, AbortOnDrop, ReaderTail, Status};
 
+/// What a spawned streamed-body writer ends with: the writer if the body went out whole, and
+/// the reason if the caller's body itself failed.
+type BodyWriterEnd<W> = (Option<W>, Option<String>);
+
 /// A writer that is free again now, or once a spawned streamed-body writer finishes.
 #[derive(Debug)]
 pub(crate) enum WriterTail<W> {
     Ready(W),
-    Pending(AbortOnDrop<Option<W>>),
+    Pending(AbortOnDrop<BodyWriterEnd<W>>),
 }
 
 impl<W> WriterTail<W> {
     pub(crate) async fn into_writer(self) -> Option<W> {
         match self {
             WriterTail::Ready(w) => Some(w),
-            WriterTail::Pending(mut h) => h.join().await,
+            WriterTail::Pending(mut h) => h.join().await.0,
+        }
+    }
+
+    /// Why the caller's body failed, if it did (waits for the body writer).
+    async fn body_aborted(self) -> Option<String> {
+        match self {
+            WriterTail::Ready(_) => None,
+            WriterTail::Pending(mut h) => h.join().await.1,
         }
     }
 }
@@ -57,22 +69,35 @@ where
             // buffers.
             let h = tokio::spawn(async move {
                 match wire::write_body(&mut w, body).await {
-                    Ok(()) => Some(w),
+                    Ok(()) => (Some(w), None),
+                    Err(NetError::BodyAborted(reason)) => (None, Some(reason)),
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "request body not fully sent");
-                        None
+                        (None, None)
                     }
                 }
             });
             WriterTail::Pending(AbortOnDrop::new(h))
         }
     };
-    let (kind, payload) = wire::read_frame(&mut r)
-        .await?
-        .ok_or_else(|| NetError::Unreachable {
+    let frame = match wire::read_frame(&mut r).await {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(NetError::Unreachable {
             peer,
             reason: "connection closed before the response".into(),
-        })?;
+        }),
+        Err(e) => Err(e),
+    };
+    let (kind, payload) = match frame {
+        Ok(frame) => frame,
+        // A peer that hung up because our own body failed is not a peer in trouble.
+        Err(e) => {
+            return Err(match writer_tail.body_aborted().await {
+                Some(reason) => NetError::BodyAborted(reason),
+                None => e,
+            });
+        }
+    };
     let head = wire::parse_response_head(kind, payload)?;
     let (body, reader_tail) = wire::read_body(r, drain_unread).await?;
     let header = head.header;

@@ -265,7 +265,7 @@ pub(crate) async fn write_body<W: AsyncWrite + Unpin>(
                         let reason = e.to_string();
                         write_frame(w, KIND_ABORT, &[], reason.as_bytes()).await?;
                         w.flush().await.map_err(io_to_net)?;
-                        return Err(e);
+                        return Err(NetError::BodyAborted(reason));
                     }
                     Some(Ok(chunk)) => {
                         total += chunk.len() as u64;

@@ -195,7 +195,8 @@ impl Peers {
         }
     }
 
-    /// Calls a device. Transport failures and "device unavailable" mark it down for a while.
+    /// Calls a device. Transport failures and "device unavailable" mark it down for a while;
+    /// a call that failed because the caller's own body did is no mark against the device.
     pub async fn call(
         &self,
         target: &DeviceAddr,
@@ -221,6 +222,8 @@ impl Peers {
                 self.note(target, true);
                 Ok(ok)
             }
+            // The caller's body failing says nothing about the device.
+            Err(e @ NetError::BodyAborted(_)) => Err(PeerError::Net(e)),
             Err(e) => {
                 self.note(target, false);
                 Err(PeerError::Net(e))
