@@ -16,6 +16,7 @@ pub mod image_cli;
 pub mod nbd_serve;
 pub mod node_engine;
 pub mod objects;
+pub mod policy;
 pub mod s3;
 pub mod server;
 pub mod swift;

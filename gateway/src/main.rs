@@ -670,7 +670,9 @@ fn split_path(path: &str, parts: usize) -> anyhow::Result<Vec<String>> {
 async fn run_object(config: PathBuf, command: ObjectCommand) -> anyhow::Result<()> {
     use std::io::Write;
     let cfg = NodeConfig::load(&config)?;
-    let client = cairn_node::node::cluster_client(&cfg).await?;
+    let client = cairn_node::node::cluster_client(&cfg)
+        .await?
+        .with_policies(cfg.policies().map_err(anyhow::Error::msg)?);
     match command {
         ObjectCommand::Put { path, file } => {
             let p = split_path(&path, 3)?;
@@ -848,6 +850,19 @@ async fn run_up(
             "  NBD      exports    nbd://{}/IMAGE (cairn image create NAME --size 10G)",
             up.nbd.local_addr
         )?;
+        writeln!(
+            out,
+            "  storage policies: {}",
+            cairn_gateway::up::describe_policies(&up.policies)
+        )?;
+        if up.policies.iter().count() > 1 {
+            writeln!(
+                out,
+                "           choose one per bucket or container when creating it: S3 header \
+                 `x-cairn-storage-policy: NAME` (or LocationConstraint NAME), Swift header \
+                 `X-Storage-Policy: NAME`"
+            )?;
+        }
         writeln!(
             out,
             "  written to {}",

@@ -96,7 +96,11 @@ pub async fn serve(opts: NbdServeOptions) -> anyhow::Result<NbdHandle> {
     let store = AnyMetaStore::open(&meta)
         .await
         .context("opening the control-plane store")?;
-    let client = Arc::new(cairn_node::node::cluster_client(&node).await?);
+    let client = Arc::new(
+        cairn_node::node::cluster_client(&node)
+            .await?
+            .with_policies(node.policies().map_err(anyhow::Error::msg)?),
+    );
     // The holder names this process: a lease left by a killed server is recognised as stale
     // by nobody but its expiry, so the name only helps an operator reading the store.
     let name = node

@@ -145,6 +145,9 @@ async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Respo
             crate::swift::handle(ctx.clone(), req).await
         } else if path.starts_with("/admin/v1/") {
             crate::admin::handle(ctx.clone(), req).await
+        } else if path == "/info" && !crate::s3::is_signed(&req) {
+            // Swift's capabilities; a signed S3 request here is about a bucket named `info`.
+            crate::swift::info(ctx.clone(), req).await
         } else if path == "/healthz" {
             Response::new(axum::body::Body::from("ok\n"))
         } else {

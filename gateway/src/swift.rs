@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use cairn_engine::{ListItem, ListQuery};
 use cairn_meta::identity::{Principal, Role};
-use cairn_node::{ClientError, ObjectPut};
+use cairn_node::{ClientError, ClusterClient, ObjectPut};
 use cairn_swift_proto::constraints::{self, MetaKind};
 use cairn_swift_proto::listing::{self, AccountItem, ContainerItem, ListingParams};
 use cairn_swift_proto::{
@@ -21,6 +21,7 @@ use tracing::warn;
 
 use crate::body::{IngestFailure, PlainBody, ingest, read_small, to_http};
 use crate::objects::{self, ObjectInfo, OpenObject, Opened, USER_META, now_unix_s};
+use crate::policy;
 use crate::server::RequestCtx;
 
 /// Swift tokens live this long.
@@ -107,6 +108,39 @@ fn respond(status: StatusCode, headers: Vec<(String, String)>, body: axum::body:
             r.headers_mut().append(k, v);
         }
     }
+    r
+}
+
+/// `GET /info`: the cluster's capabilities and storage policies (no authentication, as in
+/// Swift).
+pub async fn info(ctx: RequestCtx, req: Request) -> Response {
+    let mut r = match *req.method() {
+        Method::GET | Method::HEAD => {
+            let body = policy::swift_info(ctx.state.objects.client().policies()).to_string();
+            let mut r = respond(
+                StatusCode::OK,
+                vec![(
+                    "Content-Type".into(),
+                    "application/json; charset=utf-8".into(),
+                )],
+                if req.method() == Method::HEAD {
+                    axum::body::Body::empty()
+                } else {
+                    axum::body::Body::from(body)
+                },
+            );
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        _ => {
+            let mut r = error_response(&ctx, &SwiftError::new(405, "Method Not Allowed"));
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+    };
+    add_trans_id(&ctx, r.headers_mut());
     r
 }
 
@@ -576,6 +610,13 @@ async fn container_request(
                     None
                 },
             );
+            headers.push((
+                policy::SWIFT_POLICY_HEADER.into(),
+                policy::policy_name(
+                    client.policies(),
+                    ClusterClient::policy_of_record(&found.info),
+                ),
+            ));
             if let Some(r) = record_head(&mut headers, &found.info, method == Method::HEAD) {
                 return Ok(r);
             }
@@ -636,13 +677,30 @@ async fn container_request(
                     .map_err(cluster_error)?;
                 return Ok(status_only(StatusCode::NO_CONTENT));
             }
-            if existing.is_some() {
+            // A container keeps the policy it was created with: naming another is a conflict
+            // (as in Swift), naming none (or the same) leaves it alone.
+            let named =
+                policy::swift_named(client.policies(), header(req, policy::SWIFT_POLICY_HEADER))
+                    .map_err(SwiftError::bad_request)?;
+            if let Some(existing) = &existing {
+                let current = ClusterClient::policy_of_record(&existing.info);
+                if named.is_some_and(|p| p.index != current) {
+                    return Err(SwiftError::conflict(
+                        "There was a conflict when trying to complete your request.",
+                    ));
+                }
                 client
                     .update_container_meta(account, container, set, remove)
                     .await
                     .map_err(cluster_error)?;
                 return Ok(status_only(StatusCode::ACCEPTED));
             }
+            policy::record_policy(
+                &mut set,
+                named
+                    .unwrap_or_else(|| client.policies().default_policy())
+                    .index,
+            );
             client
                 .put_container(account, container, set)
                 .await

@@ -1,7 +1,10 @@
 //! `cairn up`: the all-in-one local cluster. One process runs three storage nodes (separate
-//! data directories, one device each, a 3-replica ring), the embedded control-plane store they
-//! share, and the S3/Swift gateway. The first start creates everything under `--data-dir`;
-//! later starts reuse it, so data survives restarts.
+//! data directories, two devices each), the embedded control-plane store they share, and the
+//! S3/Swift gateway. Two storage policies: `replicated` (the default; a 3-replica object ring
+//! over the six devices) and `ec42` (Reed-Solomon 4+2 over a 6-replica ring of the same
+//! devices). The first start creates everything under `--data-dir`; later starts reuse it, so
+//! data survives restarts. A data directory made before the EC policy existed (one device per
+//! node, no `object-1` ring) keeps starting as it was, with the replicated policy only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use cairn_net::{ClientOptions, NodeCert, RpcClient, TlsIdentity, TransportKind};
 use cairn_node::config::NodeConfig;
 use cairn_node::metrics::NodeMetrics;
 use cairn_node::peers::Peers;
+use cairn_node::policy::Policies;
 use cairn_node::{ClusterClient, RunningNode};
 use cairn_ring::{NewDevice, PartitionRing, RebalanceOptions, RingBuilder};
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,15 @@ const UP_PART_POWER: u8 = 8;
 const UP_REPLICATOR_INTERVAL_MS: u64 = 30_000;
 /// The gateway's timestamp node id (storage nodes are 1..=UP_NODES).
 const GATEWAY_NODE_ID: u32 = 1000;
+/// Each node's devices (directories under the node's data directory).
+const UP_DEVICES: [&str; 2] = ["d1", "d2"];
+/// Replicas of the replicated policy's object ring (and of the container ring).
+const UP_REPLICAS: f64 = 3.0;
+/// The erasure-coded policy `cairn up` defines: index, name, k data and m parity fragments.
+const UP_EC_INDEX: u16 = 1;
+const UP_EC_NAME: &str = "ec42";
+const UP_EC_DATA: usize = 4;
+const UP_EC_PARITY: usize = 2;
 
 /// `cairn up`'s options.
 #[derive(Debug, Clone)]
@@ -58,6 +71,17 @@ pub struct Endpoints {
     pub s3: S3Endpoint,
     pub swift: SwiftEndpoint,
     pub nbd: Option<String>,
+    /// The storage policies a new bucket or container may name.
+    pub storage_policies: Vec<PolicyEndpoint>,
+}
+
+/// One storage policy in `endpoints.json`.
+#[derive(Debug, Serialize)]
+pub struct PolicyEndpoint {
+    pub name: String,
+    /// `replicated` or `ec 4+2 rs-erasure-gf8`.
+    pub kind: String,
+    pub default: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +106,31 @@ pub struct UpCluster {
     pub gateway: Gateway,
     pub endpoints: Endpoints,
     pub nbd: crate::nbd_serve::NbdHandle,
+    pub policies: Policies,
+}
+
+/// `replicated (default), ec42 (ec 4+2 rs-erasure-gf8)`: the policies for a banner.
+pub fn describe_policies(policies: &Policies) -> String {
+    let default = policies.default_policy().index;
+    policies
+        .iter()
+        .map(|p| {
+            let mut notes = Vec::new();
+            let kind = p.describe();
+            if kind != p.name {
+                notes.push(kind);
+            }
+            if p.index == default {
+                notes.push("default".to_string());
+            }
+            if notes.is_empty() {
+                p.name.clone()
+            } else {
+                format!("{} ({})", p.name, notes.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
@@ -125,10 +174,15 @@ async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpStat
     let gateway_cert = new.ca.issue_node("gateway", &[ip])?;
     write_private(&dir.join("gateway.key"), &gateway_cert.key_pem)?;
     std::fs::write(dir.join("gateway.pem"), &gateway_cert.cert_pem)?;
-    let mut builder = RingBuilder::new(UP_PART_POWER, 3.0, 0)?;
+    // The replicated policy's ring (3 replicas) and the erasure-coded policy's (one fragment
+    // on each of the k+m = 6 devices), over the same devices.
+    let mut builder = RingBuilder::new(UP_PART_POWER, UP_REPLICAS, 0)?;
+    let ec_width = UP_EC_DATA + UP_EC_PARITY;
+    let mut ec_builder = RingBuilder::new(UP_PART_POWER, ec_width as f64, 0)?;
     let rings_dir = dir.join("rings");
     std::fs::create_dir_all(&rings_dir)?;
     let ring_path = rings_dir.join("object.ring");
+    let ec_ring_path = rings_dir.join(format!("object-{UP_EC_INDEX}.ring"));
     for n in 0..UP_NODES {
         let nd = node_dir(dir, n);
         std::fs::create_dir_all(&nd)?;
@@ -137,46 +191,72 @@ async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpStat
         let cert = new.ca.issue_node(&format!("node-{}", n + 1), &[ip])?;
         std::fs::write(nd.join("node.pem"), &cert.cert_pem)?;
         write_private(&nd.join("node.key"), &cert.key_pem)?;
-        builder.add_device(NewDevice {
-            id: None,
-            region: 1,
-            zone: u32::try_from(n + 1)?,
-            ip: ip.to_string(),
-            port,
-            replication_ip: None,
-            replication_port: None,
-            device: "d1".into(),
-            weight: 100.0,
-            meta: String::new(),
-        })?;
+        let mut devices = String::new();
+        for device in UP_DEVICES {
+            let new = NewDevice {
+                id: None,
+                region: 1,
+                zone: u32::try_from(n + 1)?,
+                ip: ip.to_string(),
+                port,
+                replication_ip: None,
+                replication_port: None,
+                device: device.into(),
+                weight: 100.0,
+                meta: String::new(),
+            };
+            builder.add_device(new.clone())?;
+            ec_builder.add_device(new)?;
+            devices.push_str(&format!(
+                "\n[[device]]\nname = \"{device}\"\npath = \"{}\"\n",
+                nd.join(device).display()
+            ));
+        }
         let toml = format!(
             "# Written by `cairn up`; edit with care (the ring lists this address).\n\
              node_id = {id}\nlisten = \"{ip}:{port}\"\nmetrics_listen = \"{ip}:{metrics}\"\n\n\
-             [cluster]\nhash_prefix = \"{hp}\"\nhash_suffix = \"{hs}\"\nobject_ring = \"{ring}\"\n\n\
+             [cluster]\nhash_prefix = \"{hp}\"\nhash_suffix = \"{hs}\"\nobject_ring = \"{ring}\"\n\
+             default_policy = \"replicated\"\n\n\
+             # Storage policies: a bucket or container chooses one when it is created.\n\
+             [[cluster.policy]]\nindex = 0\nname = \"replicated\"\ntype = \"replicated\"\n\n\
+             [[cluster.policy]]\nindex = {UP_EC_INDEX}\nname = \"{UP_EC_NAME}\"\ntype = \"ec\"\n\
+             ring = \"{ec_ring}\"\nec_data = {UP_EC_DATA}\nec_parity = {UP_EC_PARITY}\n\n\
              [tls]\nca_cert = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
-             [replicator]\ninterval_ms = {UP_REPLICATOR_INTERVAL_MS}\n\n\
-             [[device]]\nname = \"d1\"\npath = \"{dev}\"\n",
+             [replicator]\ninterval_ms = {UP_REPLICATOR_INTERVAL_MS}\n{devices}",
             id = n + 1,
             hp = new.record.hash_prefix,
             hs = new.record.hash_suffix,
             ring = ring_path.display(),
+            ec_ring = ec_ring_path.display(),
             ca = dir.join("ca.pem").display(),
             cert = nd.join("node.pem").display(),
             key = nd.join("node.key").display(),
-            dev = nd.join("d1").display(),
         );
         std::fs::write(nd.join("node.toml"), toml)?;
     }
-    builder.rebalance(RebalanceOptions {
-        seed: 1,
-        now_minutes: 0,
-    })?;
-    let ring = PartitionRing::compile(&builder)?;
-    let bytes = ring.to_bytes()?;
-    std::fs::write(&ring_path, &bytes)?;
-    std::fs::write(rings_dir.join("object.builder"), builder.to_bytes()?)?;
-    for kind in ["object", "container"] {
-        cairn_meta::rings::publish_ring(store, kind, ring.version(), &bytes).await?;
+    for (builder, path, kinds) in [
+        (
+            &mut builder,
+            &ring_path,
+            vec!["object".to_string(), "container".to_string()],
+        ),
+        (
+            &mut ec_builder,
+            &ec_ring_path,
+            vec![format!("object-{UP_EC_INDEX}")],
+        ),
+    ] {
+        builder.rebalance(RebalanceOptions {
+            seed: 1,
+            now_minutes: 0,
+        })?;
+        let ring = PartitionRing::compile(builder)?;
+        let bytes = ring.to_bytes()?;
+        std::fs::write(path, &bytes)?;
+        std::fs::write(path.with_extension("builder"), builder.to_bytes()?)?;
+        for kind in kinds {
+            cairn_meta::rings::publish_ring(store, &kind, ring.version(), &bytes).await?;
+        }
     }
     let state = UpState {
         format: 1,
@@ -238,7 +318,14 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
     )?;
     let transport = cairn_net::client(TransportKind::default(), &tls, ClientOptions::default())?;
     let peers = Arc::new(Peers::new(RpcClient::new(transport), rings));
-    let client = Arc::new(ClusterClient::new(peers.clone(), GATEWAY_NODE_ID));
+    // Every node of one `cairn up` has the same policies; a data directory from before the
+    // erasure-coded policy has replication only.
+    let policies = config
+        .policies()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", node_dir(&dir, 0).join("node.toml").display()))?;
+    let client = Arc::new(
+        ClusterClient::new(peers.clone(), GATEWAY_NODE_ID).with_policies(policies.clone()),
+    );
     let master = cluster::parse_master_key(&std::fs::read_to_string(dir.join("identity.key"))?)?;
     let identity = IdentityStore::new((*store).clone(), master);
     let watch = tokio::spawn(cairn_node::control::run_ring_watch(
@@ -280,6 +367,14 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
             key: state.admin.password.clone(),
         },
         nbd: Some(format!("nbd://{}", nbd.local_addr)),
+        storage_policies: policies
+            .iter()
+            .map(|p| PolicyEndpoint {
+                name: p.name.clone(),
+                kind: p.describe(),
+                default: p.index == policies.default_policy().index,
+            })
+            .collect(),
     };
     write_private(
         &dir.join("endpoints.json"),
@@ -290,5 +385,6 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         gateway,
         endpoints,
         nbd,
+        policies,
     })
 }

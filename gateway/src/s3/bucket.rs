@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::response::Response;
 use cairn_engine::{ListItem, ListQuery};
+use cairn_node::ClusterClient;
 use cairn_s3_proto::xml::{
     self, BucketEntry, DeleteErrorEntry, DeleteResult, DeletedEntry, ListObjectsV1, ListObjectsV2,
     ListVersions, ObjectEntry, Owner,
@@ -15,6 +16,7 @@ use http::{Method, StatusCode};
 
 use super::{S3Request, S3Result, cluster_error, empty, err, xml_response};
 use crate::body::read_small;
+use crate::policy;
 use crate::server::RequestCtx;
 
 /// A bucket's region, kept in its container record.
@@ -116,9 +118,25 @@ pub(crate) async fn handle(
             create(ctx, req, &bucket, body).await
         }
         Method::HEAD => {
-            require_bucket(ctx, req, &bucket).await?;
+            let client = ctx.state.objects.client();
+            let info = client
+                .container_info(&req.account, &bucket)
+                .await
+                .map_err(cluster_error)?
+                .ok_or_else(|| {
+                    err(
+                        S3ErrorCode::NoSuchBucket,
+                        "The specified bucket does not exist",
+                    )
+                    .with_resource(bucket.clone())
+                })?;
             let mut r = empty(StatusCode::OK);
             super::set_header(&mut r, "x-amz-bucket-region", &ctx.state.region);
+            super::set_header(
+                &mut r,
+                policy::S3_POLICY_HEADER,
+                &policy::policy_name(client.policies(), ClusterClient::policy_of_record(&info)),
+            );
             Ok(r)
         }
         Method::DELETE => {
@@ -226,21 +244,17 @@ async fn create(
     names::validate_bucket_name(bucket)?;
     let doc = read_small(body, xml::MAX_XML_BODY).await?;
     let location = xml::parse_create_bucket(&doc)?;
-    if let Some(loc) = &location
-        && *loc != ctx.state.region
-        && !(loc.is_empty() && ctx.state.region == "us-east-1")
-    {
-        return Err(err(
-            S3ErrorCode::IllegalLocationConstraintException,
-            format!(
-                "The {loc} location constraint is incompatible for the region specific endpoint this request was sent to ({}).",
-                ctx.state.region
-            ),
-        ));
-    }
     let client = ctx.state.objects.client();
+    let chosen = policy::choose_s3(
+        client.policies(),
+        &ctx.state.region,
+        req.header(policy::S3_POLICY_HEADER),
+        location.as_deref(),
+    )
+    .map_err(|(code, message)| err(code, message).with_resource(bucket.to_string()))?;
+    // An existing bucket keeps its policy whatever this request names.
     if client
-        .head_container(&req.account, bucket)
+        .container_info(&req.account, bucket)
         .await
         .map_err(cluster_error)?
         .is_some()
@@ -253,6 +267,7 @@ async fn create(
     }
     let mut meta = BTreeMap::new();
     meta.insert(SYS_LOCATION.to_string(), ctx.state.region.clone());
+    policy::record_policy(&mut meta, chosen);
     client
         .put_container(&req.account, bucket, meta)
         .await

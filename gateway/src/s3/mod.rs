@@ -181,6 +181,21 @@ fn error_response(ctx: &RequestCtx, e: &S3Error, head: bool) -> Response {
     xml_response(status, e.to_xml(&ctx.request_id))
 }
 
+/// Whether a request carries S3 authentication (a header or a presigned query); anonymous
+/// requests are never S3's, so a few paths (Swift's `/info`) can be shared.
+pub fn is_signed(req: &Request) -> bool {
+    req.headers().contains_key(http::header::AUTHORIZATION)
+        || req.uri().query().is_some_and(|q| {
+            q.split('&').any(|p| {
+                let k = p.split_once('=').map_or(p, |(k, _)| k);
+                k.eq_ignore_ascii_case("X-Amz-Signature")
+                    || k.eq_ignore_ascii_case("X-Amz-Credential")
+                    || k == "Signature"
+                    || k == "AWSAccessKeyId"
+            })
+        })
+}
+
 pub async fn handle(ctx: RequestCtx, req: Request) -> Response {
     let head = req.method() == Method::HEAD;
     let mut response = match handle_inner(&ctx, req).await {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::response::Response;
 use cairn_engine::{ListItem, ListQuery};
-use cairn_node::ObjectPut;
+use cairn_node::{ClusterClient, ObjectPut};
 use cairn_s3_proto::range::parse_range;
 use cairn_s3_proto::xml::{self, ListParts, ListUploads, PartEntry, UploadEntry};
 use cairn_s3_proto::{S3Error, S3ErrorCode};
@@ -115,8 +115,18 @@ async fn create(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S
         .map_err(cluster_error)?
         .is_none()
     {
+        // Parts are kept under the bucket's policy (an erasure-coded bucket's parts are
+        // erasure-coded too).
+        let policy = client
+            .container_info(&req.account, bucket)
+            .await
+            .map_err(cluster_error)?
+            .map(|info| ClusterClient::policy_of_record(&info))
+            .unwrap_or_else(|| client.policies().default_policy().index);
+        let mut meta = BTreeMap::new();
+        crate::policy::record_policy(&mut meta, policy);
         client
-            .put_container(&req.account, &segments, BTreeMap::new())
+            .put_container(&req.account, &segments, meta)
             .await
             .map_err(cluster_error)?;
     }
