@@ -102,6 +102,15 @@ impl StorageEngine for RocksEngine {
         maintenance::remove_version(&self.inner, key, timestamp, false).await
     }
 
+    async fn promote_blob(
+        &self,
+        from: &BlobKey,
+        to: &BlobKey,
+        timestamp: Timestamp,
+    ) -> Result<Option<WriteOutcome>> {
+        maintenance::promote(&self.inner, from, to, timestamp).await
+    }
+
     async fn quarantine(&self, key: &BlobKey, timestamp: Timestamp) -> Result<bool> {
         maintenance::remove_version(&self.inner, key, timestamp, true).await
     }

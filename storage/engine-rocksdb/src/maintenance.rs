@@ -7,7 +7,7 @@ use cairn_engine::chunk;
 use cairn_engine::limits::{AUDIT_BATCH_MAX, CHUNK_MAX_BYTES};
 use cairn_engine::{
     AuditFailure, AuditReport, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, Result,
-    Timestamp, clamp_range,
+    Timestamp, WriteOutcome, clamp_range, lww,
 };
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
@@ -111,6 +111,52 @@ pub(crate) async fn remove_version(
                 release(&i, rec.location);
             }
             Ok(true)
+        })
+        .await
+}
+
+/// Moves the version under `from` (exactly `timestamp`) to `to` by last-writer-wins in one
+/// index batch; the bytes stay where they are.
+pub(crate) async fn promote(
+    inner: &Arc<Inner>,
+    from: &BlobKey,
+    to: &BlobKey,
+    timestamp: Timestamp,
+) -> Result<Option<WriteOutcome>> {
+    inner.check()?;
+    cairn_engine::validate_name("blob name", &to.name)?;
+    let (i, from, to) = (inner.clone(), from.clone(), to.clone());
+    inner
+        .pool
+        .run(move || {
+            let _guard = i.lock_index()?;
+            let fk = keys::blob(from.partition, &from.name);
+            let Some(rec) = i
+                .get_blob(&fk)?
+                .filter(|r| r.meta.timestamp == timestamp && !r.meta.tombstone)
+            else {
+                return Ok(None);
+            };
+            let tk = keys::blob(to.partition, &to.name);
+            let old = i.get_blob(&tk)?;
+            let outcome = lww(old.as_ref().map(|r| r.meta.timestamp), timestamp);
+            let mut batch = WriteBatch::default();
+            batch.delete(&fk);
+            if outcome == WriteOutcome::Applied {
+                batch.put(&tk, keys::encode(&rec)?);
+            }
+            i.write(batch)?;
+            if outcome == WriteOutcome::Applied {
+                // The moved version was counted when staged; what it replaced leaves.
+                account(&i, old.as_ref(), None);
+                if let Some(old) = old {
+                    release(&i, old.location);
+                }
+            } else {
+                account(&i, Some(&rec), None);
+                release(&i, rec.location);
+            }
+            Ok(Some(outcome))
         })
         .await
 }

@@ -24,7 +24,7 @@ macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@cases $factory;
             blob_round_trip, blob_streaming_large, blob_ranges, blob_lww_and_tombstones,
-            blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_purge_and_quarantine,
+            blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_purge_and_quarantine, blob_promote,
             tombstone_reclaim, compaction_keeps_live_data, digests_and_entries, extents_basic,
             extents_fencing, extents_trim_and_delete, extents_snapshots_and_pieces,
             listings_merge_and_stats, listings_query,
@@ -238,6 +238,46 @@ pub async fn blob_purge_and_quarantine<E: StorageEngine>(e: &E) {
     assert!(e.blob_meta(&key).await.unwrap().is_none());
     // The replicator can now bring the same version back.
     assert_eq!(put(e, &key, b"again", 11).await, WriteOutcome::Applied);
+}
+
+pub async fn blob_promote<E: StorageEngine>(e: &E) {
+    let staged = BlobKey::new(5 | (1 << 23), "/a/c/o");
+    let live = BlobKey::new(5, "/a/c/o");
+    for (t, len) in [(10u64, 4usize), (20, 300_000)] {
+        put(e, &live, &body(len, 1), t).await;
+        put(e, &staged, &body(len + 7, 2), t + 5).await;
+        // Only the exact version moves.
+        assert_eq!(
+            e.promote_blob(&staged, &live, ts(t + 4)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            e.promote_blob(&staged, &live, ts(t + 5)).await.unwrap(),
+            Some(WriteOutcome::Applied)
+        );
+        assert!(e.blob_meta(&staged).await.unwrap().is_none());
+        let meta = e.blob_meta(&live).await.unwrap().unwrap();
+        assert_eq!(
+            (meta.timestamp, meta.size_bytes),
+            (ts(t + 5), len as u64 + 7)
+        );
+        assert_eq!(get(e, &live, None).await.unwrap(), body(len + 7, 2));
+        assert_eq!(
+            meta.user_meta.get("color").map(String::as_str),
+            Some("blue")
+        );
+    }
+    // An older staged version loses to what is live, and is dropped all the same.
+    put(e, &staged, b"old", 3).await;
+    assert_eq!(
+        e.promote_blob(&staged, &live, ts(3)).await.unwrap(),
+        Some(WriteOutcome::Lost { stored: ts(25) })
+    );
+    assert!(e.blob_meta(&staged).await.unwrap().is_none());
+    assert_eq!(get(e, &live, None).await.unwrap(), body(300_007, 2));
+    // Live bytes count the live version once.
+    assert_eq!(e.usage().await.unwrap().live_blob_bytes, 300_007);
+    assert_eq!(e.promote_blob(&staged, &live, ts(3)).await.unwrap(), None);
 }
 
 pub async fn tombstone_reclaim<E: StorageEngine>(e: &E) {

@@ -84,6 +84,18 @@ pub trait StorageEngine: Send + Sync + 'static {
         timestamp: Timestamp,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Moves the version stored under `from` — only if it is exactly `timestamp` — to `to`,
+    /// where it replaces what is stored by last-writer-wins; the bytes are not copied, and
+    /// `from` is empty afterwards whatever the outcome at `to`. `None`: `from` does not hold
+    /// that version. Erasure-coded writes stage fragment archives this way and make them
+    /// current only once a write quorum holds them.
+    fn promote_blob(
+        &self,
+        from: &BlobKey,
+        to: &BlobKey,
+        timestamp: Timestamp,
+    ) -> impl Future<Output = Result<Option<WriteOutcome>>> + Send;
+
     /// Moves the stored version out of the live index into quarantine if it is still
     /// `timestamp`, so it no longer counts and the replicator re-fetches it.
     fn quarantine(

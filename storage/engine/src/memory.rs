@@ -25,6 +25,8 @@ struct Listing {
 #[derive(Debug, Default)]
 struct State {
     failed: Option<String>,
+    /// Blob commits fail with this (bodies are still accepted): a disk that dies at fsync.
+    commit_failure: Option<String>,
     blobs: BTreeMap<BlobKey, (BlobMeta, Bytes)>,
     quarantined: u64,
     extents: BTreeMap<ExtentKey, Vec<ExtentPiece>>,
@@ -59,6 +61,23 @@ impl MemoryEngine {
     pub fn fail(&self, reason: &str) {
         if let Ok(mut s) = self.state.lock() {
             s.failed = Some(reason.to_string());
+        }
+    }
+
+    /// Makes every blob commit fail from now on while bodies are still taken in, as a disk
+    /// whose fsync fails at the end of a write (for callers' tests).
+    pub fn fail_commits(&self, reason: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.commit_failure = Some(reason.to_string());
+        }
+    }
+
+    /// Puts a failed device back in service with its contents (for callers' tests of a
+    /// device that was unreachable for a while).
+    pub fn recover(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.failed = None;
+            s.commit_failure = None;
         }
     }
 
@@ -117,6 +136,9 @@ impl BlobWriter for MemoryWriter {
             tombstone: false,
         };
         let mut s = lock_state(&self.state)?;
+        if let Some(reason) = &s.commit_failure {
+            return Err(Error::Failed(reason.clone()));
+        }
         let outcome = lww(
             s.blobs.get(&self.key).map(|(m, _)| m.timestamp),
             meta.timestamp,
@@ -249,6 +271,31 @@ impl StorageEngine for MemoryEngine {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn promote_blob(
+        &self,
+        from: &BlobKey,
+        to: &BlobKey,
+        timestamp: Timestamp,
+    ) -> Result<Option<WriteOutcome>> {
+        crate::validate_name("blob name", &to.name)?;
+        let mut s = self.lock()?;
+        if !s
+            .blobs
+            .get(from)
+            .is_some_and(|(m, _)| m.timestamp == timestamp && !m.tombstone)
+        {
+            return Ok(None);
+        }
+        let Some(version) = s.blobs.remove(from) else {
+            return Ok(None);
+        };
+        let outcome = lww(s.blobs.get(to).map(|(m, _)| m.timestamp), timestamp);
+        if outcome == WriteOutcome::Applied {
+            s.blobs.insert(to.clone(), version);
+        }
+        Ok(Some(outcome))
     }
 
     async fn quarantine(&self, key: &BlobKey, timestamp: Timestamp) -> Result<bool> {

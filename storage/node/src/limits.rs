@@ -38,3 +38,8 @@ pub const CONTAINER_POLICY_CACHE_MAX: usize = 10_000;
 pub const EC_SEGMENTS_INFLIGHT_MAX: usize = 2;
 /// Reconstructor: objects rebuilt at once per device.
 pub const EC_REBUILDS_INFLIGHT_MAX: usize = 2;
+/// A staged fragment archive that no device made current within this long is dropped (its
+/// write failed or its writer died between staging and promotion).
+pub const EC_STAGED_MAX_AGE_S: u64 = 3600;
+/// An EC read still asks a primary it believes down, with this short timeout (it may be back).
+pub const EC_DOWN_PROBE_TIMEOUT_MS: u64 = 500;

@@ -27,12 +27,19 @@ pub fn stored_partition(policy: u16, partition: u32) -> u32 {
     (u32::from(policy) << PARTITION_BITS) | partition
 }
 
-/// `(policy, ring partition)` of a stored partition number.
+/// Staged fragment archives (written, not yet current) live in a partition of their own: the
+/// stored partition with this bit set. No ring partition reaches it (part power ≤ 22), so
+/// digests, the replicator and the reconstructor's rebuild never see staged archives.
+pub const STAGED_BIT: u32 = 1 << 23;
+
+/// Where a blob of stored partition `stored` is staged.
+pub fn staged_partition(stored: u32) -> u32 {
+    stored | STAGED_BIT
+}
+
+/// `(policy, ring partition)` of a stored (or staged) partition number.
 pub fn split_stored_partition(stored: u32) -> (u16, u32) {
-    (
-        (stored >> PARTITION_BITS) as u16,
-        stored & ((1 << PARTITION_BITS) - 1),
-    )
+    ((stored >> PARTITION_BITS) as u16, stored & (STAGED_BIT - 1))
 }
 
 /// One `[[cluster.policy]]` entry of `node.toml`.
@@ -321,6 +328,9 @@ mod tests {
             assert_eq!(split_stored_partition(s), (policy, part));
         }
         assert!(stored_partition(1, 0) >= 1 << 22);
+        let staged = staged_partition(stored_partition(3, 9));
+        assert_eq!(split_stored_partition(staged), (3, 9));
+        assert_ne!(staged, stored_partition(3, 9));
         assert_eq!(stored_partition(0, 77), 77);
     }
 

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use cairn_engine::{
@@ -28,10 +28,12 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::client::ec::{ArchiveLayout, EC_INDEX, FragmentFetch, archive_index};
-use crate::limits::{BLOB_CALL_TIMEOUT_MS, EC_REBUILDS_INFLIGHT_MAX, SMALL_CALL_TIMEOUT_MS};
+use crate::limits::{
+    BLOB_CALL_TIMEOUT_MS, EC_REBUILDS_INFLIGHT_MAX, EC_STAGED_MAX_AGE_S, SMALL_CALL_TIMEOUT_MS,
+};
 use crate::metrics::NodeMetrics;
 use crate::peers::{DeviceAddr, Peers, RingKind};
-use crate::policy::{Policies, split_stored_partition, stored_partition};
+use crate::policy::{Policies, STAGED_BIT, split_stored_partition, stored_partition};
 use crate::rpc::{NodeRequest, NodeResponse};
 
 /// What one reconstructor cycle did.
@@ -42,6 +44,10 @@ pub struct ReconstructReport {
     pub rebuilt: u64,
     pub tombstones: u64,
     pub reverted: u64,
+    /// Staged archives made current here because their version is current elsewhere.
+    pub rolled_forward: u64,
+    /// Staged archives of writes that never became current, dropped.
+    pub dropped: u64,
     /// Rebuilds or reverts that failed (retried next cycle).
     pub failed: u64,
 }
@@ -80,7 +86,14 @@ impl<E: StorageEngine> Reconstructor<E> {
         loop {
             if matches!(self.engine.health(), cairn_engine::Health::Ok) {
                 let report = self.cycle().await;
-                if report.rebuilt + report.tombstones + report.reverted + report.failed > 0 {
+                if report.rebuilt
+                    + report.tombstones
+                    + report.reverted
+                    + report.rolled_forward
+                    + report.dropped
+                    + report.failed
+                    > 0
+                {
                     info!(device = %self.device, ?report, "reconstructor cycle");
                 }
             }
@@ -110,6 +123,13 @@ impl<E: StorageEngine> Reconstructor<E> {
                 return report;
             }
         };
+        // Staged archives first: one that should be current is promoted, not rebuilt.
+        for &staged in held.iter().filter(|&&p| p & STAGED_BIT != 0) {
+            let r = self.settle_staged(staged).await;
+            report.rolled_forward += r.rolled_forward;
+            report.dropped += r.dropped;
+            report.failed += r.failed;
+        }
         for policy in self.policies.iter() {
             if policy.ec().is_none() {
                 continue;
@@ -144,6 +164,82 @@ impl<E: StorageEngine> Reconstructor<E> {
         self.metrics
             .ec_reconstructed(report.rebuilt, report.reverted);
         report
+    }
+
+    /// Staged archives left behind by a write: one whose version is current on another
+    /// device is made current here too (the writer decided to commit it and then lost this
+    /// device's promotion); one that nobody made current within [`EC_STAGED_MAX_AGE_S`] is
+    /// dropped (its write failed).
+    async fn settle_staged(&self, staged: u32) -> ReconstructReport {
+        let mut out = ReconstructReport::default();
+        let (policy, part) = split_stored_partition(staged);
+        let kind = RingKind::Policy(policy);
+        let rings = self.peers.rings();
+        if rings.ring(kind).is_none() {
+            return out;
+        }
+        let live = stored_partition(policy, part);
+        let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
+            .filter_map(|b| u16::try_from(b).ok())
+            .collect();
+        let entries = match self.engine.blob_entries(staged, &all).await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(device = %self.device, staged, error = %e, "staged entries failed");
+                out.failed += 1;
+                return out;
+            }
+        };
+        let (primaries, handoffs) = self.peers.placement(&rings, kind, part);
+        let holders: Vec<DeviceAddr> = primaries
+            .iter()
+            .chain(handoffs.iter())
+            .filter_map(|&d| self.peers.resolve(&rings, kind, d))
+            .collect();
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        for e in entries.into_iter().filter(|e| !e.tombstone) {
+            let from = BlobKey::new(staged, e.name.clone());
+            let to = BlobKey::new(live, e.name.clone());
+            let mut current_elsewhere = false;
+            for h in &holders {
+                let req = NodeRequest::HeadBlob {
+                    device: h.device.clone(),
+                    key: to.clone(),
+                };
+                if let Ok((NodeResponse::Meta(Some(m)), _)) = self.call(h, req).await
+                    && m.timestamp >= e.timestamp
+                {
+                    current_elsewhere = true;
+                    break;
+                }
+            }
+            let result = if current_elsewhere {
+                self.engine
+                    .promote_blob(&from, &to, e.timestamp)
+                    .await
+                    .map(|o| {
+                        if o == Some(cairn_engine::WriteOutcome::Applied) {
+                            out.rolled_forward += 1;
+                        }
+                    })
+            } else if now_micros.saturating_sub(e.timestamp.wall_micros)
+                > EC_STAGED_MAX_AGE_S * 1_000_000
+            {
+                self.engine
+                    .purge_blob(&from, e.timestamp)
+                    .await
+                    .map(|purged| out.dropped += u64::from(purged))
+            } else {
+                Ok(())
+            };
+            if let Err(err) = result {
+                warn!(device = %self.device, object = %e.name, error = %err, "settling a staged archive failed");
+                out.failed += 1;
+            }
+        }
+        out
     }
 
     async fn call(

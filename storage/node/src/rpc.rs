@@ -38,6 +38,17 @@ pub enum NodeRequest {
         /// once the bytes went out, such as an erasure-coded object's MD5.
         meta_trailer: bool,
     },
+    /// Make a staged blob current: move the version under `from` (exactly `timestamp`) to
+    /// `to` by last-writer-wins, then update `listing` as a `PutBlob` would. Answered with
+    /// `Written` (`applied` false if something newer is current, or the version already is);
+    /// refused as `Invalid` when neither key holds that version.
+    PromoteBlob {
+        device: String,
+        from: BlobKey,
+        to: BlobKey,
+        timestamp: Timestamp,
+        listing: Option<ListingTarget>,
+    },
     /// Store a tombstone.
     DeleteBlob {
         device: String,
@@ -155,6 +166,7 @@ impl NodeRequest {
     pub fn device(&self) -> &str {
         match self {
             NodeRequest::PutBlob { device, .. }
+            | NodeRequest::PromoteBlob { device, .. }
             | NodeRequest::DeleteBlob { device, .. }
             | NodeRequest::HeadBlob { device, .. }
             | NodeRequest::GetBlob { device, .. }
@@ -179,6 +191,7 @@ impl NodeRequest {
     pub fn kind(&self) -> &'static str {
         match self {
             NodeRequest::PutBlob { .. } => "put_blob",
+            NodeRequest::PromoteBlob { .. } => "promote_blob",
             NodeRequest::DeleteBlob { .. } => "delete_blob",
             NodeRequest::HeadBlob { .. } => "head_blob",
             NodeRequest::GetBlob { .. } => "get_blob",

@@ -123,6 +123,47 @@ impl<E: StorageEngine> NodeService<E> {
                 }
                 reply(NodeResponse::Written { applied })
             }
+            NodeRequest::PromoteBlob {
+                device,
+                from,
+                to,
+                timestamp,
+                listing,
+            } => {
+                let outcome = engine
+                    .promote_blob(&from, &to, timestamp)
+                    .await
+                    .map_err(remote)?;
+                let applied = match outcome {
+                    Some(o) => o == WriteOutcome::Applied,
+                    // Promoted already (a retry, or the reconstructor rolled it forward).
+                    None => match engine.blob_meta(&to).await.map_err(remote)? {
+                        Some(m) if m.timestamp >= timestamp => false,
+                        _ => {
+                            return Err(RemoteError::Invalid(format!(
+                                "no staged version {timestamp} of {}",
+                                to.name
+                            )));
+                        }
+                    },
+                };
+                if applied
+                    && let Some(target) = listing
+                    && let Some(meta) = engine.blob_meta(&to).await.map_err(remote)?
+                {
+                    let overrides = ListingOverride::from_meta(&meta.user_meta);
+                    let entry = ListingEntry {
+                        name: object_name(&to.name),
+                        timestamp,
+                        deleted: false,
+                        size_bytes: overrides.size_bytes.unwrap_or(meta.size_bytes),
+                        etag: overrides.etag.unwrap_or(meta.etag),
+                        content_type: meta.content_type,
+                    };
+                    self.listing.update(&device, target, entry).await;
+                }
+                reply(NodeResponse::Written { applied })
+            }
             NodeRequest::DeleteBlob {
                 device,
                 key,

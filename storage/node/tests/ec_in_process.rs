@@ -580,3 +580,122 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
         (10, "abc")
     );
 }
+
+#[tokio::test]
+async fn a_failed_overwrite_leaves_the_previous_version_whole() {
+    let c = cluster(27);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let v1 = data(30_000, 6);
+    client
+        .put_object(put("v", v1.len()), stream(&v1))
+        .await
+        .unwrap();
+    let holders = slots("v");
+    let k = key("v");
+    // Three fragment devices take v2's bytes but fail to commit them (their disks die at
+    // fsync), and there is no handoff to take over: three archives stored, below the write
+    // quorum of five. A one-phase write would have replaced v1 on the other three devices,
+    // leaving three fragments of each version: neither readable.
+    for &n in &holders[..3] {
+        c.engines[n].fail_commits("fsync failed");
+    }
+    for n in (0..NODES).filter(|n| !holders.contains(n)) {
+        c.net.unregister(addr(n));
+    }
+    let v2 = data(20_000, 7);
+    let err = client
+        .put_object(put("v", v2.len()), stream(&v2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NoQuorum(_)), "{err}");
+    for &n in &holders[..3] {
+        c.engines[n].recover();
+    }
+    // v2's archives were only staged: v1 is current on all six devices.
+    assert_eq!(read(&client, "v", None).await, v1);
+    for &n in &holders {
+        assert_eq!(
+            c.engines[n]
+                .blob_meta(&k)
+                .await
+                .unwrap()
+                .unwrap()
+                .size_bytes,
+            archive(&c.engines[holders[0]], &k).await.unwrap().1.len() as u64
+        );
+    }
+    // The staged v2 archives are young: the reconstructor leaves them for now.
+    for r in &c.reconstructors {
+        let report = r.cycle().await;
+        assert_eq!(
+            (report.rolled_forward, report.dropped),
+            (0, 0),
+            "{report:?}"
+        );
+    }
+    assert_eq!(read(&client, "v", None).await, v1);
+}
+
+#[tokio::test]
+async fn staged_archives_are_rolled_forward_or_dropped_by_the_reconstructor() {
+    use cairn_engine::{BlobCommit, BlobWriter, Timestamp};
+    let c = cluster(28);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let bytes = data(25_000, 8);
+    client
+        .put_object(put("s", bytes.len()), stream(&bytes))
+        .await
+        .unwrap();
+    let holders = slots("s");
+    let k = key("s");
+    let staged = BlobKey::new(
+        cairn_node::policy::staged_partition(k.partition),
+        k.name.clone(),
+    );
+    // Slot 0's device staged the version but never promoted it (its promotion was lost).
+    let e0 = &c.engines[holders[0]];
+    let meta = e0.blob_meta(&k).await.unwrap().unwrap();
+    let (_, archive0) = archive(e0, &k).await.unwrap();
+    let mut w = e0.begin_blob(staged.clone(), None).await.unwrap();
+    w.write(archive0.clone()).await.unwrap();
+    w.commit(BlobCommit {
+        timestamp: meta.timestamp,
+        content_type: meta.content_type.clone(),
+        user_meta: meta.user_meta.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(e0.purge_blob(&k, meta.timestamp).await.unwrap());
+    // Another device holds a staged archive of a write that died an hour and more ago.
+    let e1 = &c.engines[holders[1]];
+    let stale = BlobKey::new(staged.partition, "/a/ec/gone");
+    let mut w = e1.begin_blob(stale.clone(), None).await.unwrap();
+    w.write(Bytes::from_static(b"never promoted"))
+        .await
+        .unwrap();
+    let long_ago = Timestamp {
+        wall_micros: 1_000_000,
+        counter: 0,
+        node: 9,
+    };
+    w.commit(BlobCommit {
+        timestamp: long_ago,
+        content_type: String::new(),
+        user_meta: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    let mut rolled = 0;
+    let mut dropped = 0;
+    for r in &c.reconstructors {
+        let report = r.cycle().await;
+        rolled += report.rolled_forward;
+        dropped += report.dropped;
+    }
+    assert_eq!((rolled, dropped), (1, 1));
+    assert_eq!(archive(e0, &k).await.unwrap(), ("0".to_string(), archive0));
+    assert!(e0.blob_meta(&staged).await.unwrap().is_none());
+    assert!(e1.blob_meta(&stale).await.unwrap().is_none());
+}

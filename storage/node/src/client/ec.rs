@@ -29,9 +29,9 @@ use tracing::{debug, warn};
 
 use super::{ClientError, ClusterClient, ObjectPut, Written};
 use crate::core::{ArchiveAnswer, EcReadDecision, decide_read};
-use crate::limits::{BLOB_CALL_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
+use crate::limits::{BLOB_CALL_TIMEOUT_MS, EC_DOWN_PROBE_TIMEOUT_MS, SMALL_CALL_TIMEOUT_MS};
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind};
-use crate::policy::{EcScheme, StoragePolicy, stored_partition};
+use crate::policy::{EcScheme, StoragePolicy, staged_partition, stored_partition};
 use crate::rpc::{NodeRequest, NodeResponse, RemoteError};
 use crate::service::{LISTING_ETAG_OVERRIDE, LISTING_SIZE_OVERRIDE};
 
@@ -262,25 +262,35 @@ impl ClusterClient {
         }
         let n = scheme.params.total();
         let mut senders: Vec<Option<BodySender>> = (0..n).map(|_| None).collect();
+        let staged = BlobKey::new(staged_partition(placement.key.partition), name.clone());
         let mut calls = Vec::with_capacity(targets.len());
         for (slot, device, addr) in targets {
             let (tx, rx) = Body::channel();
             senders[slot] = Some(tx);
             let mut user_meta = meta.clone();
             user_meta.insert(EC_INDEX.into(), slot.to_string());
+            // Phase 1 stages the archive: the version it replaces stays current until a
+            // write quorum holds the new one.
             let req = NodeRequest::PutBlob {
                 device: addr.device.clone(),
-                key: placement.key.clone(),
+                key: staged.clone(),
                 timestamp,
                 size_bytes: layout.archive_bytes(),
                 content_type: put.content_type.clone(),
                 user_meta,
-                listing: listings.get(slot % listings.len().max(1)).cloned(),
+                listing: None,
                 meta_trailer: true,
             };
             let primary = placement.primaries.get(slot) == Some(&device);
-            let call = self.call_owned(device, addr, req, rx, BLOB_CALL_TIMEOUT_MS, request_id);
-            calls.push((primary, tokio::spawn(call)));
+            let call = self.call_owned(
+                device,
+                addr.clone(),
+                req,
+                rx,
+                BLOB_CALL_TIMEOUT_MS,
+                request_id,
+            );
+            calls.push((primary, slot, addr, tokio::spawn(call)));
         }
 
         let encoded = encode_into(&layout, scheme, body, &mut senders).await;
@@ -306,26 +316,71 @@ impl ClusterClient {
                 let _ = s.finish().await;
             }
         }
-        let mut acks = 0usize;
-        let mut strict = true;
+        let mut stored = Vec::new();
         let mut last_error = String::from("no fragment device answered");
-        for (primary, call) in calls {
+        for (primary, slot, addr, call) in calls {
             match call.await {
                 Ok((_, Ok((NodeResponse::Written { .. }, _)))) => {
-                    acks += 1;
-                    strict &= primary;
+                    stored.push((primary, slot, addr))
                 }
                 Ok((_, other)) => last_error = super::describe(&other),
                 Err(e) => last_error = e.to_string(),
             }
         }
+        if stored.len() < scheme.write_quorum {
+            // The staged archives stay invisible; the reconstructor drops them later.
+            return if last_error.contains("disk full") {
+                Err(ClientError::DiskFull)
+            } else {
+                Err(ClientError::NoQuorum(format!(
+                    "{} of {n} fragments stored, {} needed: {last_error}",
+                    stored.len(),
+                    scheme.write_quorum
+                )))
+            };
+        }
+        // Phase 2: a write quorum holds the archives; make them current everywhere they are.
+        let promotes = stored.into_iter().map(|(primary, slot, addr)| {
+            let req = NodeRequest::PromoteBlob {
+                device: addr.device.clone(),
+                from: staged.clone(),
+                to: placement.key.clone(),
+                timestamp,
+                listing: listings.get(slot % listings.len().max(1)).cloned(),
+            };
+            let peers = self.peers.clone();
+            async move {
+                let r = peers
+                    .call(
+                        &addr,
+                        &req,
+                        Body::Empty,
+                        Duration::from_millis(SMALL_CALL_TIMEOUT_MS),
+                        Some(request_id),
+                    )
+                    .await;
+                (primary, r)
+            }
+        });
+        let mut acks = 0usize;
+        let mut strict = true;
+        for (primary, r) in futures::future::join_all(promotes).await {
+            match r {
+                Ok((NodeResponse::Written { .. }, _)) => {
+                    acks += 1;
+                    strict &= primary;
+                }
+                Ok((other, _)) => last_error = format!("unexpected answer {other:?}"),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
         if acks >= scheme.write_quorum {
             Ok(Written { timestamp, strict })
-        } else if last_error.contains("disk full") {
-            Err(ClientError::DiskFull)
         } else {
+            // Archives promoted on some devices are rolled forward on the others by the
+            // reconstructor (it promotes a staged version that is current elsewhere).
             Err(ClientError::NoQuorum(format!(
-                "{acks} of {n} fragments stored, {} needed: {last_error}",
+                "{acks} of {n} fragments made current, {} needed: {last_error}",
                 scheme.write_quorum
             )))
         }
@@ -469,7 +524,7 @@ impl ClusterClient {
     ) -> Vec<(usize, DeviceAddr, Result<Option<BlobMeta>, String>)> {
         let rings = self.peers.rings();
         let request_id = RequestId::random();
-        let ask = |addr: DeviceAddr| {
+        let ask = |addr: DeviceAddr, timeout_ms: u64| {
             let peers = self.peers.clone();
             let key = p.key.clone();
             async move {
@@ -482,7 +537,7 @@ impl ClusterClient {
                         &addr,
                         &req,
                         Body::Empty,
-                        Duration::from_millis(SMALL_CALL_TIMEOUT_MS),
+                        Duration::from_millis(timeout_ms),
                         Some(request_id),
                     )
                     .await;
@@ -494,36 +549,52 @@ impl ClusterClient {
                 (addr, r)
             }
         };
-        // A primary known to be down is not waited for: its slot goes to a handoff at once.
-        let firsts = p.primaries.iter().enumerate().filter_map(|(slot, &d)| {
-            let addr = self.peers.resolve(&rings, p.kind, d)?;
-            let down = self.peers.is_down(&addr);
-            Some(async move {
-                if down {
-                    let why = Err(format!("{} is down", addr.addr));
-                    (slot, (addr, why))
-                } else {
-                    (slot, ask(addr).await)
-                }
+        // A primary known to be down is still asked, briefly (it may be back: a read must
+        // not settle for fewer than k fragments when k are there), and a handoff is asked
+        // for its slot at the same time.
+        let primaries: Vec<(usize, DeviceAddr, bool)> = p
+            .primaries
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, &d)| {
+                let addr = self.peers.resolve(&rings, p.kind, d)?;
+                let down = self.peers.is_down(&addr);
+                Some((slot, addr, down))
             })
-        });
-        let mut out = Vec::new();
-        let mut failed_slots = Vec::new();
-        for (slot, (addr, r)) in futures::future::join_all(firsts).await {
-            if r.is_err() {
-                failed_slots.push(slot);
-            }
-            out.push((slot, addr, r));
-        }
-        // Handoffs may hold fragments of slots whose primary failed: ask as many of them.
-        let handoffs: Vec<DeviceAddr> = p
+            .collect();
+        let known_down = primaries.iter().filter(|(_, _, down)| *down).count();
+        let mut handoffs = p
             .handoffs
             .iter()
             .filter_map(|&h| self.peers.resolve(&rings, p.kind, h))
-            .filter(|a| !self.peers.is_down(a))
-            .take(failed_slots.len())
-            .collect();
-        for (addr, r) in futures::future::join_all(handoffs.into_iter().map(ask)).await {
+            .filter(|a| !self.peers.is_down(a));
+        let firsts = primaries.into_iter().map(|(slot, addr, down)| {
+            let timeout = if down {
+                EC_DOWN_PROBE_TIMEOUT_MS
+            } else {
+                SMALL_CALL_TIMEOUT_MS
+            };
+            let ask = &ask;
+            async move { (slot, ask(addr, timeout).await) }
+        });
+        let early: Vec<DeviceAddr> = handoffs.by_ref().take(known_down).collect();
+        let (firsts, early) = futures::future::join(
+            futures::future::join_all(firsts),
+            futures::future::join_all(early.into_iter().map(|a| ask(a, SMALL_CALL_TIMEOUT_MS))),
+        )
+        .await;
+        let mut out = Vec::new();
+        let mut failed = 0usize;
+        for (slot, (addr, r)) in firsts {
+            failed += usize::from(r.is_err());
+            out.push((slot, addr, r));
+        }
+        // Handoffs may hold fragments of slots whose primary failed: as many as failed.
+        let late: Vec<DeviceAddr> = handoffs.take(failed.saturating_sub(known_down)).collect();
+        let late =
+            futures::future::join_all(late.into_iter().map(|a| ask(a, SMALL_CALL_TIMEOUT_MS)))
+                .await;
+        for (addr, r) in early.into_iter().chain(late) {
             // A handoff answers for whatever slot its archive names; only real holders count.
             if let Ok(Some(m)) = &r
                 && let Some(i) = archive_index(m)
