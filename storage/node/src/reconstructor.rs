@@ -34,6 +34,7 @@ use crate::limits::{
 use crate::metrics::NodeMetrics;
 use crate::peers::{DeviceAddr, Peers, RingKind};
 use crate::policy::{Policies, STAGED_BIT, split_stored_partition, stored_partition};
+use crate::replicator::{all_buckets, device_in_ring};
 use crate::rpc::{NodeRequest, NodeResponse};
 
 /// What one reconstructor cycle did.
@@ -102,13 +103,7 @@ impl<E: StorageEngine> Reconstructor<E> {
     }
 
     fn my_id(&self, ring: &PartitionRing) -> Option<DeviceId> {
-        ring.devices()
-            .find(|d| {
-                d.device == self.device
-                    && d.port == self.advertised.port()
-                    && d.ip.parse().ok() == Some(self.advertised.ip())
-            })
-            .map(|d| d.id)
+        device_in_ring(ring, &self.device, self.advertised)
     }
 
     /// One pass over every EC partition this device is a primary of or holds.
@@ -179,9 +174,7 @@ impl<E: StorageEngine> Reconstructor<E> {
             return out;
         }
         let live = stored_partition(policy, part);
-        let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
-            .filter_map(|b| u16::try_from(b).ok())
-            .collect();
+        let all = all_buckets();
         let entries = match self.engine.blob_entries(staged, &all).await {
             Ok(e) => e,
             Err(e) => {
@@ -442,9 +435,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                 continue;
             };
             if entries.is_none() {
-                let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
-                    .filter_map(|b| u16::try_from(b).ok())
-                    .collect();
+                let all = all_buckets();
                 match self.engine.blob_entries(stored, &all).await {
                     Ok(es) => entries = Some(es),
                     Err(e) => {
@@ -630,9 +621,7 @@ impl<E: StorageEngine> Reconstructor<E> {
     ) -> ReconstructReport {
         let mut out = ReconstructReport::default();
         let rings = self.peers.rings();
-        let all: Vec<u16> = (0..cairn_engine::limits::DIGEST_BUCKETS)
-            .filter_map(|b| u16::try_from(b).ok())
-            .collect();
+        let all = all_buckets();
         let entries = match self.engine.blob_entries(stored, &all).await {
             Ok(e) => e,
             Err(e) => {

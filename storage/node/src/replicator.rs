@@ -137,13 +137,7 @@ impl<E: StorageEngine> Replicator<E> {
     }
 
     fn my_id(&self, ring: &PartitionRing) -> Option<DeviceId> {
-        ring.devices()
-            .find(|d| {
-                d.device == self.device
-                    && d.port == self.advertised.port()
-                    && d.ip.parse().ok() == Some(self.advertised.ip())
-            })
-            .map(|d| d.id)
+        device_in_ring(ring, &self.device, self.advertised)
     }
 
     /// One pass over every partition the device holds, blobs then listings.
@@ -509,7 +503,23 @@ impl<E: StorageEngine> Replicator<E> {
     }
 }
 
-fn all_buckets() -> Vec<u16> {
+/// This node's device `device` (served at `advertised`) in `ring`, if the ring lists it.
+pub(crate) fn device_in_ring(
+    ring: &PartitionRing,
+    device: &str,
+    advertised: SocketAddr,
+) -> Option<DeviceId> {
+    ring.devices()
+        .find(|d| {
+            d.device == device
+                && d.port == advertised.port()
+                && d.ip.parse().ok() == Some(advertised.ip())
+        })
+        .map(|d| d.id)
+}
+
+/// Every digest bucket, for reading a whole partition's entries.
+pub(crate) fn all_buckets() -> Vec<u16> {
     (0..cairn_engine::limits::DIGEST_BUCKETS)
         .filter_map(|b| u16::try_from(b).ok())
         .collect()
