@@ -320,7 +320,10 @@ pub(crate) async fn compact(inner: &Arc<Inner>) -> Result<CompactionReport> {
                     }
                 })
                 .await?;
-            let _ = moved;
+            // The record changed meanwhile: replaced (its body is garbage now) or moved to
+            // another key by `promote_blob` (its body is still live, at the same location).
+            // Keep the segment; the next pass sees the index as it is then.
+            all_moved &= moved;
         }
         // A write whose body is in this segment may still be on its way to the index.
         if all_moved && !inner.is_segment_pinned(id) {

@@ -13,7 +13,7 @@
 //!   took them while a primary was down) are pushed to the primary of the slot they name and
 //!   dropped here once that primary holds the version or a newer one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -125,6 +125,7 @@ impl<E: StorageEngine> Reconstructor<E> {
             report.dropped += r.dropped;
             report.failed += r.failed;
         }
+        let dead = self.unreachable_peers().await;
         for policy in self.policies.iter() {
             if policy.ec().is_none() {
                 continue;
@@ -141,7 +142,9 @@ impl<E: StorageEngine> Reconstructor<E> {
                 let stored = stored_partition(policy.index, part);
                 match primaries.iter().position(|&d| d == me) {
                     Some(slot) => {
-                        let r = self.rebuild_partition(kind, stored, slot, &primaries).await;
+                        let r = self
+                            .rebuild_partition(kind, stored, slot, &primaries, &dead)
+                            .await;
                         report.partitions += 1;
                         report.rebuilt += r.rebuilt;
                         report.tombstones += r.tombstones;
@@ -159,6 +162,43 @@ impl<E: StorageEngine> Reconstructor<E> {
         self.metrics
             .ec_reconstructed(report.rebuilt, report.reverted);
         report
+    }
+
+    /// The peer devices of the EC rings that do not answer a cheap call now: probed once per
+    /// cycle, concurrently, so each partition need not wait for a dead peer's timeout.
+    async fn unreachable_peers(&self) -> HashSet<DeviceAddr> {
+        let rings = self.peers.rings();
+        let mut peers: HashSet<DeviceAddr> = HashSet::new();
+        for policy in self.policies.iter() {
+            let kind = RingKind::Policy(policy.index);
+            let Some(ring) = rings.ring(kind) else {
+                continue;
+            };
+            for d in ring.devices() {
+                if let Some(addr) = self.peers.resolve(&rings, kind, d.id)
+                    && !(addr.addr == self.advertised && addr.device == self.device)
+                {
+                    peers.insert(addr);
+                }
+            }
+        }
+        let probes = peers.into_iter().map(|addr| async move {
+            // An empty partition: the cheapest call a device answers with its own state.
+            let req = NodeRequest::BlobDigest {
+                device: addr.device.clone(),
+                partition: u32::MAX,
+            };
+            let ok = matches!(
+                self.call(&addr, req).await,
+                Ok((NodeResponse::Digest(_), _))
+            );
+            (addr, ok)
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .filter_map(|(addr, ok)| (!ok).then_some(addr))
+            .collect()
     }
 
     /// Staged archives left behind by a write: one whose version is current on another
@@ -196,16 +236,20 @@ impl<E: StorageEngine> Reconstructor<E> {
             let from = BlobKey::new(staged, e.name.clone());
             let to = BlobKey::new(live, e.name.clone());
             let mut current_elsewhere = false;
+            let mut superseded = false;
             for h in &holders {
                 let req = NodeRequest::HeadBlob {
                     device: h.device.clone(),
                     key: to.clone(),
                 };
-                if let Ok((NodeResponse::Meta(Some(m)), _)) = self.call(h, req).await
-                    && m.timestamp >= e.timestamp
-                {
-                    current_elsewhere = true;
-                    break;
+                if let Ok((NodeResponse::Meta(Some(m)), _)) = self.call(h, req).await {
+                    if m.timestamp == e.timestamp {
+                        current_elsewhere = true;
+                        break;
+                    }
+                    if m.timestamp > e.timestamp {
+                        superseded = true;
+                    }
                 }
             }
             let result = if current_elsewhere {
@@ -217,9 +261,11 @@ impl<E: StorageEngine> Reconstructor<E> {
                             out.rolled_forward += 1;
                         }
                     })
-            } else if now_micros.saturating_sub(e.timestamp.wall_micros)
-                > EC_STAGED_MAX_AGE_S * 1_000_000
+            } else if superseded
+                || now_micros.saturating_sub(e.timestamp.wall_micros)
+                    > EC_STAGED_MAX_AGE_S * 1_000_000
             {
+                // A newer version is current (this write lost), or nobody made it current.
                 self.engine
                     .purge_blob(&from, e.timestamp)
                     .await
@@ -260,9 +306,11 @@ impl<E: StorageEngine> Reconstructor<E> {
         stored: u32,
         slot: usize,
         primaries: &[DeviceId],
+        dead: &HashSet<DeviceAddr>,
     ) -> ReconstructReport {
-        let (mut out, unreachable, others) = self.rebuild_own(kind, stored, slot, primaries).await;
-        if !unreachable.is_empty() && out.failed == 0 {
+        let (mut out, unreachable, others) =
+            self.rebuild_own(kind, stored, slot, primaries, dead).await;
+        if !unreachable.is_empty() {
             let r = self
                 .stand_in(kind, stored, slot, primaries, &unreachable, &others)
                 .await;
@@ -281,6 +329,7 @@ impl<E: StorageEngine> Reconstructor<E> {
         stored: u32,
         slot: usize,
         primaries: &[DeviceId],
+        dead: &HashSet<DeviceAddr>,
     ) -> (ReconstructReport, Vec<usize>, Vec<DeviceAddr>) {
         let mut out = ReconstructReport::default();
         let rings = self.peers.rings();
@@ -294,22 +343,38 @@ impl<E: StorageEngine> Reconstructor<E> {
         };
         let mut unreachable = Vec::new();
         let mut others: Vec<DeviceAddr> = Vec::new();
-        let mut differing: BTreeSet<u16> = BTreeSet::new();
-        let mut differing_peers = Vec::new();
+        let mut asked = Vec::new();
         for (s, &d) in primaries.iter().enumerate() {
             if s == slot {
                 continue;
             }
-            let Some(peer) = self.peers.resolve(&rings, kind, d) else {
-                unreachable.push(s);
-                continue;
-            };
-            others.push(peer.clone());
+            match self.peers.resolve(&rings, kind, d) {
+                // A peer that did not answer this cycle's probe is not waited for (one
+                // timeout per partition would make a cycle with a dead peer last hours).
+                Some(peer) if !dead.contains(&peer) => {
+                    others.push(peer.clone());
+                    asked.push((s, peer));
+                }
+                Some(peer) => {
+                    others.push(peer);
+                    unreachable.push(s);
+                }
+                None => unreachable.push(s),
+            }
+        }
+        let digests = futures::future::join_all(asked.into_iter().map(|(s, peer)| async move {
             let req = NodeRequest::BlobDigest {
                 device: peer.device.clone(),
                 partition: stored,
             };
-            match self.call(&peer, req).await {
+            let r = self.call(&peer, req).await;
+            (s, peer, r)
+        }))
+        .await;
+        let mut differing: BTreeSet<u16> = BTreeSet::new();
+        let mut differing_peers = Vec::new();
+        for (s, peer, r) in digests {
+            match r {
                 Ok((NodeResponse::Digest(theirs), _)) => {
                     if local == theirs {
                         continue;
@@ -322,7 +387,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                             differing.insert(b);
                         }
                     }
-                    differing_peers.push(peer.clone());
+                    differing_peers.push(peer);
                 }
                 Ok(_) | Err(_) => {
                     debug!(peer = %peer.addr, stored, "peer digest unavailable");
@@ -330,6 +395,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                 }
             }
         }
+        unreachable.sort_unstable();
         if differing_peers.is_empty() {
             return (out, unreachable, others);
         }
@@ -420,10 +486,16 @@ impl<E: StorageEngine> Reconstructor<E> {
             .filter(|a| !self.peers.is_down(a))
             .collect();
         let answering = |s: usize| s == slot || !unreachable.contains(&s);
+        // This device's own archive counts too: with m primaries dead, the others alone
+        // hold only k − 1 fragments.
         let sources: Vec<DeviceAddr> = others
             .iter()
             .filter(|a| !self.peers.is_down(a))
             .cloned()
+            .chain(std::iter::once(DeviceAddr {
+                addr: self.advertised,
+                device: self.device.clone(),
+            }))
             .collect();
         let mut entries = None;
         for (rank, &missing) in unreachable.iter().enumerate() {
@@ -678,7 +750,16 @@ impl<E: StorageEngine> Reconstructor<E> {
             key: key.clone(),
         };
         match self.call(to, head).await {
-            Ok((NodeResponse::Meta(Some(m)), _)) if m.timestamp >= meta.timestamp => return true,
+            // Home only if the primary holds this fragment (its index, not another slot's
+            // archive of the same version) or something newer.
+            Ok((NodeResponse::Meta(Some(m)), _))
+                if m.timestamp > meta.timestamp
+                    || (m.timestamp == meta.timestamp
+                        && (meta.tombstone || archive_index(&m) == archive_index(meta))) =>
+            {
+                return true;
+            }
+            Ok((NodeResponse::Meta(Some(m)), _)) if m.timestamp == meta.timestamp => return false,
             Ok((NodeResponse::Meta(_), _)) => {}
             _ => return false,
         }

@@ -699,3 +699,37 @@ async fn staged_archives_are_rolled_forward_or_dropped_by_the_reconstructor() {
     assert!(e0.blob_meta(&staged).await.unwrap().is_none());
     assert!(e1.blob_meta(&stale).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn m_dead_primaries_are_both_stood_in_for() {
+    let c = cluster(29);
+    let client = client(&c.net);
+    ec_container(&client).await;
+    let bytes = data(33_000, 9);
+    client
+        .put_object(put("u", bytes.len()), stream(&bytes))
+        .await
+        .unwrap();
+    let holders = slots("u");
+    let k = key("u");
+    // Two primaries dead at once: each survivor holds k − 1 others' fragments plus its own.
+    c.net.unregister(addr(holders[0]));
+    c.net.unregister(addr(holders[3]));
+    for _ in 0..2 {
+        for r in &c.reconstructors {
+            r.cycle().await;
+        }
+    }
+    let mut stood_in = Vec::new();
+    for n in (0..NODES).filter(|n| !holders.contains(n)) {
+        if let Some((index, _)) = archive(&c.engines[n], &k).await {
+            stood_in.push(index);
+        }
+    }
+    stood_in.sort();
+    assert_eq!(stood_in, ["0", "3"], "both dead slots rebuilt on handoffs");
+    // Two more primaries go: two live primaries and the two stand-ins make k.
+    c.net.unregister(addr(holders[1]));
+    c.net.unregister(addr(holders[2]));
+    assert_eq!(read(&client, "u", None).await, bytes);
+}

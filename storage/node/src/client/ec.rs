@@ -462,7 +462,7 @@ impl ClusterClient {
     ) -> Result<Option<(BlobMeta, FragmentFetch)>, ClientError> {
         let name = PathHasher::path_of(account, Some(container), Some(object));
         let placement = self.ec_placement(policy, scheme, &name)?;
-        let answers = self.ec_archive_metas(&placement).await;
+        let answers = self.ec_archive_metas(&placement, scheme.params.m).await;
         let answered = answers.iter().filter(|(_, _, m)| m.is_ok()).count();
         let mut last_error = String::from("no fragment device answered");
         let mut held: Vec<(u8, DeviceAddr, BlobMeta)> = Vec::new();
@@ -521,6 +521,7 @@ impl ClusterClient {
     async fn ec_archive_metas(
         &self,
         p: &Placement,
+        parity: usize,
     ) -> Vec<(usize, DeviceAddr, Result<Option<BlobMeta>, String>)> {
         let rings = self.peers.rings();
         let request_id = RequestId::random();
@@ -577,7 +578,10 @@ impl ClusterClient {
             let ask = &ask;
             async move { (slot, ask(addr, timeout).await) }
         });
-        let early: Vec<DeviceAddr> = handoffs.by_ref().take(known_down).collect();
+        // The first m live handoffs are always asked too: a write acknowledged while
+        // primaries were down may have its fragments there, and those primaries may be back
+        // (answering with the older version) before the archives were reverted home.
+        let early: Vec<DeviceAddr> = handoffs.by_ref().take(known_down.max(parity)).collect();
         let (firsts, early) = futures::future::join(
             futures::future::join_all(firsts),
             futures::future::join_all(early.into_iter().map(|a| ask(a, SMALL_CALL_TIMEOUT_MS))),
@@ -590,16 +594,22 @@ impl ClusterClient {
             out.push((slot, addr, r));
         }
         // Handoffs may hold fragments of slots whose primary failed: as many as failed.
-        let late: Vec<DeviceAddr> = handoffs.take(failed.saturating_sub(known_down)).collect();
+        let late: Vec<DeviceAddr> = handoffs
+            .take(failed.saturating_sub(known_down.max(parity)))
+            .collect();
         let late =
             futures::future::join_all(late.into_iter().map(|a| ask(a, SMALL_CALL_TIMEOUT_MS)))
                 .await;
         for (addr, r) in early.into_iter().chain(late) {
             // A handoff answers for whatever slot its archive names; only real holders count.
-            if let Ok(Some(m)) = &r
-                && let Some(i) = archive_index(m)
-            {
-                out.push((usize::from(i), addr, r));
+            match &r {
+                Ok(Some(m)) if m.tombstone => out.push((usize::from(u8::MAX), addr, r)),
+                Ok(Some(m)) => {
+                    if let Some(i) = archive_index(m) {
+                        out.push((usize::from(i), addr, r));
+                    }
+                }
+                _ => {}
             }
         }
         out
