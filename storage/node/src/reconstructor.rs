@@ -13,7 +13,7 @@
 //!   took them while a primary was down) are pushed to the primary of the slot they name and
 //!   dropped here once that primary holds the version or a newer one.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,7 +35,7 @@ use crate::metrics::NodeMetrics;
 use crate::peers::{DeviceAddr, Peers, RingKind};
 use crate::policy::{Policies, STAGED_BIT, split_stored_partition, stored_partition};
 use crate::replicator::{all_buckets, device_in_ring};
-use crate::rpc::{NodeRequest, NodeResponse};
+use crate::rpc::{DIGEST_SUMS_PER_CALL_MAX, NodeRequest, NodeResponse, digest_sum};
 
 /// What one reconstructor cycle did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +51,13 @@ pub struct ReconstructReport {
     pub dropped: u64,
     /// Rebuilds or reverts that failed (retried next cycle).
     pub failed: u64,
+}
+
+/// Peers' digest sums by (device, stored partition), and the peers that did not answer.
+#[derive(Debug, Default)]
+struct PeerSums {
+    sums: HashMap<(DeviceAddr, u32), u128>,
+    dead: HashSet<DeviceAddr>,
 }
 
 #[derive(Debug)]
@@ -125,7 +132,7 @@ impl<E: StorageEngine> Reconstructor<E> {
             report.dropped += r.dropped;
             report.failed += r.failed;
         }
-        let dead = self.unreachable_peers().await;
+        let peer_sums = self.peer_digest_sums().await;
         for policy in self.policies.iter() {
             if policy.ec().is_none() {
                 continue;
@@ -143,7 +150,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                 match primaries.iter().position(|&d| d == me) {
                     Some(slot) => {
                         let r = self
-                            .rebuild_partition(kind, stored, slot, &primaries, &dead)
+                            .rebuild_partition(kind, stored, slot, &primaries, &peer_sums)
                             .await;
                         report.partitions += 1;
                         report.rebuilt += r.rebuilt;
@@ -164,41 +171,64 @@ impl<E: StorageEngine> Reconstructor<E> {
         report
     }
 
-    /// The peer devices of the EC rings that do not answer a cheap call now: probed once per
-    /// cycle, concurrently, so each partition need not wait for a dead peer's timeout.
-    async fn unreachable_peers(&self) -> HashSet<DeviceAddr> {
+    /// What the peers of this device's EC partitions report at the start of a cycle: one
+    /// batched `BlobDigestSums` call per peer (instead of a digest call per partition), and
+    /// the peers that did not answer, so no partition waits for a dead peer's timeout.
+    async fn peer_digest_sums(&self) -> PeerSums {
         let rings = self.peers.rings();
-        let mut peers: HashSet<DeviceAddr> = HashSet::new();
+        let mut asks: HashMap<DeviceAddr, Vec<u32>> = HashMap::new();
         for policy in self.policies.iter() {
             let kind = RingKind::Policy(policy.index);
             let Some(ring) = rings.ring(kind) else {
                 continue;
             };
-            for d in ring.devices() {
-                if let Some(addr) = self.peers.resolve(&rings, kind, d.id)
-                    && !(addr.addr == self.advertised && addr.device == self.device)
-                {
-                    peers.insert(addr);
+            let Some(me) = self.my_id(ring) else {
+                continue;
+            };
+            for part in 0..ring.partitions() {
+                let primaries: Vec<DeviceId> = ring.primary_ids(part).collect();
+                if !primaries.contains(&me) {
+                    continue;
+                }
+                for &d in primaries.iter().filter(|&&d| d != me) {
+                    if let Some(addr) = self.peers.resolve(&rings, kind, d) {
+                        asks.entry(addr)
+                            .or_default()
+                            .push(stored_partition(policy.index, part));
+                    }
                 }
             }
         }
-        let probes = peers.into_iter().map(|addr| async move {
-            // An empty partition: the cheapest call a device answers with its own state.
-            let req = NodeRequest::BlobDigest {
-                device: addr.device.clone(),
-                partition: u32::MAX,
-            };
-            let ok = matches!(
-                self.call(&addr, req).await,
-                Ok((NodeResponse::Digest(_), _))
-            );
-            (addr, ok)
+        let calls = asks.into_iter().map(|(addr, partitions)| async move {
+            let mut sums = Vec::with_capacity(partitions.len());
+            for chunk in partitions.chunks(DIGEST_SUMS_PER_CALL_MAX) {
+                let req = NodeRequest::BlobDigestSums {
+                    device: addr.device.clone(),
+                    partitions: chunk.to_vec(),
+                };
+                match self.call(&addr, req).await {
+                    Ok((NodeResponse::DigestSums(got), _)) if got.len() == chunk.len() => {
+                        sums.extend(chunk.iter().copied().zip(got));
+                    }
+                    _ => return (addr, None),
+                }
+            }
+            (addr, Some(sums))
         });
-        futures::future::join_all(probes)
-            .await
-            .into_iter()
-            .filter_map(|(addr, ok)| (!ok).then_some(addr))
-            .collect()
+        let mut out = PeerSums::default();
+        for (addr, sums) in futures::future::join_all(calls).await {
+            match sums {
+                Some(sums) => {
+                    for (p, sum) in sums {
+                        out.sums.insert((addr.clone(), p), sum);
+                    }
+                }
+                None => {
+                    out.dead.insert(addr);
+                }
+            }
+        }
+        out
     }
 
     /// Staged archives left behind by a write: one whose version is current on another
@@ -306,10 +336,11 @@ impl<E: StorageEngine> Reconstructor<E> {
         stored: u32,
         slot: usize,
         primaries: &[DeviceId],
-        dead: &HashSet<DeviceAddr>,
+        peer_sums: &PeerSums,
     ) -> ReconstructReport {
-        let (mut out, unreachable, others) =
-            self.rebuild_own(kind, stored, slot, primaries, dead).await;
+        let (mut out, unreachable, others) = self
+            .rebuild_own(kind, stored, slot, primaries, peer_sums)
+            .await;
         if !unreachable.is_empty() {
             let r = self
                 .stand_in(kind, stored, slot, primaries, &unreachable, &others)
@@ -329,7 +360,7 @@ impl<E: StorageEngine> Reconstructor<E> {
         stored: u32,
         slot: usize,
         primaries: &[DeviceId],
-        dead: &HashSet<DeviceAddr>,
+        peer_sums: &PeerSums,
     ) -> (ReconstructReport, Vec<usize>, Vec<DeviceAddr>) {
         let mut out = ReconstructReport::default();
         let rings = self.peers.rings();
@@ -341,6 +372,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                 return (out, Vec::new(), Vec::new());
             }
         };
+        let local_sum = digest_sum(&local);
         let mut unreachable = Vec::new();
         let mut others: Vec<DeviceAddr> = Vec::new();
         let mut asked = Vec::new();
@@ -349,11 +381,14 @@ impl<E: StorageEngine> Reconstructor<E> {
                 continue;
             }
             match self.peers.resolve(&rings, kind, d) {
-                // A peer that did not answer this cycle's probe is not waited for (one
-                // timeout per partition would make a cycle with a dead peer last hours).
-                Some(peer) if !dead.contains(&peer) => {
+                // A peer that did not answer this cycle's batched call is not waited for (a
+                // timeout per partition would make a cycle with a dead peer last hours); one
+                // whose sum matches ours holds the same versions and is not asked again.
+                Some(peer) if !peer_sums.dead.contains(&peer) => {
                     others.push(peer.clone());
-                    asked.push((s, peer));
+                    if peer_sums.sums.get(&(peer.clone(), stored)) != Some(&local_sum) {
+                        asked.push((s, peer));
+                    }
                 }
                 Some(peer) => {
                     others.push(peer);

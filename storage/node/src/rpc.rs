@@ -18,6 +18,22 @@ pub struct ListingTarget {
     pub device: String,
 }
 
+/// Partitions one `BlobDigestSums` call may ask about.
+pub const DIGEST_SUMS_PER_CALL_MAX: usize = 4096;
+
+/// The 128-bit sum of a partition digest that `BlobDigestSums` answers: BLAKE3 over its
+/// buckets, so equal sums mean equal digests.
+pub fn digest_sum(buckets: &[u128]) -> u128 {
+    let mut h = blake3::Hasher::new();
+    for b in buckets {
+        h.update(&b.to_le_bytes());
+    }
+    let out = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&out.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
 /// The largest metadata trailer a `PutBlob` body may end with.
 pub const META_TRAILER_BYTES_MAX: usize = 64 * 1024;
 
@@ -70,6 +86,13 @@ pub enum NodeRequest {
     BlobDigest {
         device: String,
         partition: u32,
+    },
+    /// One 128-bit sum of each partition's blob digest (answered with `DigestSums`, in
+    /// order; at most [`DIGEST_SUMS_PER_CALL_MAX`] partitions): a cheap equality check before
+    /// the whole digest is fetched.
+    BlobDigestSums {
+        device: String,
+        partitions: Vec<u32>,
     },
     ListingDigest {
         device: String,
@@ -171,6 +194,7 @@ impl NodeRequest {
             | NodeRequest::HeadBlob { device, .. }
             | NodeRequest::GetBlob { device, .. }
             | NodeRequest::BlobDigest { device, .. }
+            | NodeRequest::BlobDigestSums { device, .. }
             | NodeRequest::BlobEntries { device, .. }
             | NodeRequest::ListingDigest { device, .. }
             | NodeRequest::ListingRecords { device, .. }
@@ -196,6 +220,7 @@ impl NodeRequest {
             NodeRequest::HeadBlob { .. } => "head_blob",
             NodeRequest::GetBlob { .. } => "get_blob",
             NodeRequest::BlobDigest { .. } => "blob_digest",
+            NodeRequest::BlobDigestSums { .. } => "blob_digest_sums",
             NodeRequest::BlobEntries { .. } => "blob_entries",
             NodeRequest::ListingDigest { .. } => "listing_digest",
             NodeRequest::ListingRecords { .. } => "listing_records",
@@ -246,6 +271,7 @@ pub enum NodeResponse {
     /// GetBlob: the metadata; the bytes follow in the body. `None`: nothing stored (or deleted).
     Blob(Option<BlobMeta>),
     Digest(Vec<u128>),
+    DigestSums(Vec<u128>),
     Entries(Vec<BlobEntry>),
     Records(Vec<(String, ListingEntry)>),
     Page(WireListPage),

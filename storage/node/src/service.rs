@@ -18,7 +18,8 @@ use crate::limits::EXTENT_METAS_KEYS_MAX;
 use crate::listing_updates::ListingUpdater;
 use crate::metrics::NodeMetrics;
 use crate::rpc::{
-    META_TRAILER_BYTES_MAX, NodeRequest, NodeResponse, RemoteError, WireExtentChange, WirePiece,
+    DIGEST_SUMS_PER_CALL_MAX, META_TRAILER_BYTES_MAX, NodeRequest, NodeResponse, RemoteError,
+    WireExtentChange, WirePiece, digest_sum,
 };
 
 /// The devices this node serves, by ring device id.
@@ -195,6 +196,20 @@ impl<E: StorageEngine> NodeService<E> {
             NodeRequest::BlobDigest { partition, .. } => reply(NodeResponse::Digest(
                 engine.blob_digest(partition).await.map_err(remote)?.buckets,
             )),
+            NodeRequest::BlobDigestSums { partitions, .. } => {
+                if partitions.len() > DIGEST_SUMS_PER_CALL_MAX {
+                    return Err(RemoteError::Invalid(format!(
+                        "{} partitions asked, at most {DIGEST_SUMS_PER_CALL_MAX} per call",
+                        partitions.len()
+                    )));
+                }
+                let mut sums = Vec::with_capacity(partitions.len());
+                for p in partitions {
+                    let digest = engine.blob_digest(p).await.map_err(remote)?;
+                    sums.push(digest_sum(&digest.buckets));
+                }
+                reply(NodeResponse::DigestSums(sums))
+            }
             NodeRequest::BlobEntries {
                 partition, buckets, ..
             } => reply(NodeResponse::Entries(
