@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use cairn_engine::{
-    BlobCommit, BlobKey, BlobMeta, BlobReader, BlobWriter, StorageEngine, Timestamp,
-};
+use cairn_engine::{BlobCommit, BlobKey, BlobMeta, BlobWriter, StorageEngine, Timestamp};
 use cairn_net::Body;
 use cairn_ring::{DeviceId, PartitionRing};
 use futures::StreamExt;
@@ -34,7 +32,7 @@ use crate::limits::{
 use crate::metrics::NodeMetrics;
 use crate::peers::{DeviceAddr, Peers, RingKind};
 use crate::policy::{Policies, STAGED_BIT, split_stored_partition, stored_partition};
-use crate::replicator::{all_buckets, device_in_ring};
+use crate::replicator::{all_buckets, device_in_ring, push_blob};
 use crate::rpc::{DIGEST_SUMS_PER_CALL_MAX, NodeRequest, NodeResponse, digest_sum};
 
 /// What one reconstructor cycle did.
@@ -810,46 +808,15 @@ impl<E: StorageEngine> Reconstructor<E> {
                 Ok((NodeResponse::Written { .. }, _))
             );
         }
-        let (meta, mut reader) = match self.engine.read_blob(key, None).await {
+        let (meta, reader) = match self.engine.read_blob(key, None).await {
             Ok(Some((m, r))) if m.timestamp == meta.timestamp => (m, r),
             _ => return false,
         };
-        let (mut tx, body) = Body::channel();
-        let feed = async move {
-            loop {
-                match reader.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        if tx.send(chunk).await.is_err() {
-                            return false;
-                        }
-                    }
-                    Ok(None) => return tx.finish().await.is_ok(),
-                    Err(e) => {
-                        tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
-                        return false;
-                    }
-                }
-            }
-        };
-        let req = NodeRequest::PutBlob {
-            device: to.device.clone(),
-            key: key.clone(),
-            timestamp: meta.timestamp,
-            size_bytes: meta.size_bytes,
-            content_type: meta.content_type.clone(),
-            user_meta: meta.user_meta.clone(),
-            listing: None,
-            meta_trailer: false,
-        };
-        let call = self.peers.call(
-            to,
-            &req,
-            body,
-            Duration::from_millis(BLOB_CALL_TIMEOUT_MS),
-            None,
-        );
-        let (fed, answer) = tokio::join!(feed, call);
-        fed && matches!(answer, Ok((NodeResponse::Written { .. }, _)))
+        // A local archive that fails while read stays here: the auditor quarantines it and
+        // the primary keeps what it has (or rebuilds).
+        push_blob(&self.peers, to, key, &meta, reader)
+            .await
+            .unwrap_or(false)
     }
 }
 

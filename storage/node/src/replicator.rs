@@ -437,7 +437,7 @@ impl<E: StorageEngine> Replicator<E> {
                 .await;
             return matches!(r, Ok((NodeResponse::Written { .. }, _)));
         }
-        let (meta, mut reader) = match self.engine.read_blob(&key, None).await {
+        let (meta, reader) = match self.engine.read_blob(&key, None).await {
             Ok(Some((meta, reader))) if meta.timestamp == entry.version.timestamp => (meta, reader),
             // Overwritten or deleted meanwhile: the next pass pushes the new version.
             Ok(_) => return false,
@@ -448,47 +448,14 @@ impl<E: StorageEngine> Replicator<E> {
                 return false;
             }
         };
-        let (mut tx, body) = Body::channel();
-        let feed = async move {
-            loop {
-                match reader.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        if tx.send(chunk).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Ok(None) => return tx.finish().await.map_err(|e| e.to_string()),
-                    Err(e) => {
-                        tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
-                        return Err(e.to_string());
-                    }
-                }
+        match push_blob(&self.peers, to, &key, &meta, reader).await {
+            Ok(written) => written,
+            Err(e) => {
+                warn!(device = %self.device, object = %entry.name, error = %e, "local copy failed while pushing");
+                self.quarantine_if_corrupt(&key, entry, &e).await;
+                false
             }
-        };
-        let req = NodeRequest::PutBlob {
-            device: to.device.clone(),
-            key: key.clone(),
-            timestamp: meta.timestamp,
-            size_bytes: meta.size_bytes,
-            content_type: meta.content_type.clone(),
-            user_meta: meta.user_meta.clone(),
-            listing: None,
-            meta_trailer: false,
-        };
-        let call = self.peers.call(
-            to,
-            &req,
-            body,
-            Duration::from_millis(BLOB_CALL_TIMEOUT_MS),
-            None,
-        );
-        let (fed, answer) = tokio::join!(feed, call);
-        if let Err(e) = fed {
-            warn!(device = %self.device, object = %entry.name, error = %e, "local copy failed while pushing");
-            self.quarantine_if_corrupt(&key, entry, &e).await;
-            return false;
         }
-        matches!(answer, Ok((NodeResponse::Written { .. }, _)))
     }
 
     async fn quarantine_if_corrupt(&self, key: &BlobKey, entry: &EntryVersion, error: &str) {
@@ -501,6 +468,55 @@ impl<E: StorageEngine> Replicator<E> {
             self.metrics.quarantined(1);
         }
     }
+}
+
+/// Streams a locally stored version (`meta`, read by `reader`) into `to` as it is: the
+/// replicator's push and the reconstructor's revert. `Err`: the local copy failed while being
+/// read (the caller decides about quarantine); `Ok(false)`: `to` did not store it.
+pub(crate) async fn push_blob<R: BlobReader>(
+    peers: &Peers,
+    to: &DeviceAddr,
+    key: &BlobKey,
+    meta: &cairn_engine::BlobMeta,
+    mut reader: R,
+) -> Result<bool, String> {
+    let (mut tx, body) = Body::channel();
+    let feed = async move {
+        loop {
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return tx.finish().await.map_err(|e| e.to_string()),
+                Err(e) => {
+                    tx.abort(cairn_net::NetError::Remote(e.to_string())).await;
+                    return Err(e.to_string());
+                }
+            }
+        }
+    };
+    let req = NodeRequest::PutBlob {
+        device: to.device.clone(),
+        key: key.clone(),
+        timestamp: meta.timestamp,
+        size_bytes: meta.size_bytes,
+        content_type: meta.content_type.clone(),
+        user_meta: meta.user_meta.clone(),
+        listing: None,
+        meta_trailer: false,
+    };
+    let call = peers.call(
+        to,
+        &req,
+        body,
+        Duration::from_millis(BLOB_CALL_TIMEOUT_MS),
+        None,
+    );
+    let (fed, answer) = tokio::join!(feed, call);
+    fed?;
+    Ok(matches!(answer, Ok((NodeResponse::Written { .. }, _))))
 }
 
 /// This node's device `device` (served at `advertised`) in `ring`, if the ring lists it.
