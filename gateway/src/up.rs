@@ -133,9 +133,14 @@ pub fn describe_policies(policies: &Policies) -> String {
         .join(", ")
 }
 
-fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
+/// A free port on `ip`. The listener that found it stays in `held` until the caller drops
+/// them all, so ports picked one after another are distinct (a port released at once could
+/// be handed out again by the next pick).
+fn free_port(ip: IpAddr, held: &mut Vec<std::net::TcpListener>) -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind((ip, 0)).context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -183,11 +188,12 @@ async fn create(opts: &UpOptions, store: &AnyMetaStore) -> anyhow::Result<UpStat
     std::fs::create_dir_all(&rings_dir)?;
     let ring_path = rings_dir.join("object.ring");
     let ec_ring_path = rings_dir.join(format!("object-{UP_EC_INDEX}.ring"));
+    let mut held_ports = Vec::new();
     for n in 0..UP_NODES {
         let nd = node_dir(dir, n);
         std::fs::create_dir_all(&nd)?;
-        let port = free_port(ip)?;
-        let metrics = free_port(ip)?;
+        let port = free_port(ip, &mut held_ports)?;
+        let metrics = free_port(ip, &mut held_ports)?;
         let cert = new.ca.issue_node(&format!("node-{}", n + 1), &[ip])?;
         std::fs::write(nd.join("node.pem"), &cert.cert_pem)?;
         write_private(&nd.join("node.key"), &cert.key_pem)?;
