@@ -5,8 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use cairn_net::{Body, NetError};
+use cairn_node::body_digest::{BodyDigestCell, BodyDigester};
 use http_body_util::BodyExt;
-use md5::{Digest, Md5};
 use tokio::task::JoinHandle;
 
 /// Chunks handed to the cluster are coalesced up to this size: hyper yields small frames,
@@ -85,21 +85,25 @@ pub type IngestTask<D> = JoinHandle<Result<Ingested<D>, <D as BodyDecoder>::Erro
 /// Streams `body` into a cluster [`Body`] through `decoder`. `size` is the object size the
 /// write was announced with: more or fewer bytes fail the body. `verify` runs after the last
 /// byte and before the body is marked complete: if it fails, the body ends in an error, so
-/// no replica commits the write.
+/// no replica commits the write. The body's digest (MD5 and CRC32C) is left in the returned
+/// cell before the body completes: hand it to the write (`ObjectPut::digest`) so the storage
+/// nodes need not hash the bytes again.
 pub fn ingest<D, V>(
     body: axum::body::Body,
     mut decoder: D,
     size: u64,
     verify: V,
-) -> (Body, IngestTask<D>)
+) -> (Body, IngestTask<D>, BodyDigestCell)
 where
     D: BodyDecoder,
     V: FnOnce(&Ingested<D>) -> Result<(), D::Error> + Send + 'static,
 {
     let (mut tx, out) = Body::channel();
+    let cell = BodyDigestCell::new();
+    let digest_out = cell.clone();
     let task = tokio::spawn(async move {
         let mut body = body;
-        let mut md5 = Md5::new();
+        let mut md5 = BodyDigester::new();
         let mut got = 0u64;
         let mut pending = BytesMut::new();
         let mut decoded = Vec::new();
@@ -158,9 +162,10 @@ where
                 .await;
             return Err(e);
         }
+        let digest = md5.finish();
         let ingested = Ingested {
             size: got,
-            md5: md5.finalize().into(),
+            md5: digest.md5,
             decoder,
         };
         if let Err(e) = verify(&ingested) {
@@ -168,6 +173,7 @@ where
                 .await;
             return Err(e);
         }
+        digest_out.set(digest);
         if !pending.is_empty() && tx.send(pending.freeze()).await.is_err() {
             return Err(IngestFailure::Client("the cluster stopped reading".into()).into());
         }
@@ -176,7 +182,7 @@ where
         let _ = tx.finish().await;
         Ok(ingested)
     });
-    (out, task)
+    (out, task, cell)
 }
 
 /// A cluster body as an HTTP response body.

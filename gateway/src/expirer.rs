@@ -58,6 +58,7 @@ pub async fn schedule(
                 size_bytes: 0,
                 content_type: "application/x-cairn-expiry".into(),
                 user_meta: Default::default(),
+                digest: None,
             },
             cairn_net::Body::Empty,
         )

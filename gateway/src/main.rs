@@ -686,6 +686,7 @@ async fn run_object(config: PathBuf, command: ObjectCommand) -> anyhow::Result<(
                 size_bytes: data.len() as u64,
                 content_type: "application/octet-stream".into(),
                 user_meta: Default::default(),
+                digest: None,
             };
             let w = client
                 .put_object(put, cairn_net::Body::Full(data.into()))

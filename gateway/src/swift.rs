@@ -1023,7 +1023,7 @@ async fn put_object(
     constraints::check_object_size(size)?;
     let delete_at = meta.get(objects::SYS_DELETE_AT).cloned();
     let expect_etag = header(req, "etag").map(|e| e.trim_matches('"').to_ascii_lowercase());
-    let (body, task) =
+    let (body, task, digest) =
         ingest(
             body,
             PlainBody::<SwiftError>::new(),
@@ -1042,6 +1042,7 @@ async fn put_object(
         size_bytes: size,
         content_type,
         user_meta: meta,
+        digest: Some(digest),
     };
     let written = objects.put(put, body).await;
     let ingested = task
@@ -1104,6 +1105,7 @@ async fn put_slo(
         size_bytes: json.len() as u64,
         content_type,
         user_meta: meta,
+        digest: None,
     };
     let written = objects
         .put(put, cairn_net::Body::Full(json.into()))
@@ -1216,6 +1218,7 @@ async fn copy_inner(
         size_bytes: size,
         content_type,
         user_meta: meta,
+        digest: None,
     };
     let delete_at = put.user_meta.get(objects::SYS_DELETE_AT).cloned();
     let written = objects.put(put, body).await.map_err(cluster_error)?;

@@ -62,6 +62,7 @@ async fn put(client: &ClusterClient, object: &str, data: Bytes) -> Timestamp {
         size_bytes: data.len() as u64,
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::new(),
+        digest: None,
     };
     client
         .put_object(put, Body::Full(data))

@@ -55,6 +55,7 @@ async fn put(
         size_bytes: data.len() as u64,
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::new(),
+        digest: None,
     };
     client.put_object(put, Body::Full(data)).await
 }
@@ -568,6 +569,7 @@ async fn a_body_the_client_breaks_marks_no_device_down() {
             size_bytes: 1_000_000,
             content_type: "application/octet-stream".into(),
             user_meta: BTreeMap::new(),
+            digest: None,
         };
         assert!(client.put_object(put, body).await.is_err());
     }

@@ -339,6 +339,7 @@ fn main() -> Result<()> {
                                 size_bytes: data.len() as u64,
                                 content_type: "application/octet-stream".into(),
                                 user_meta: BTreeMap::new(),
+                                digest: None,
                             },
                             Body::Full(data),
                         )

@@ -228,6 +228,7 @@ pub async fn put(
                         size_bytes: u64::try_from(data.len())?,
                         content_type: "application/octet-stream".into(),
                         user_meta: BTreeMap::new(),
+                        digest: None,
                     },
                     Body::Full(data),
                 )

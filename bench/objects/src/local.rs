@@ -73,6 +73,7 @@ impl EngineUnderTest {
                         timestamp: me.now(),
                         content_type: "application/octet-stream".into(),
                         user_meta: BTreeMap::new(),
+                        etag: None,
                     })
                     .await?;
                 ensure!(

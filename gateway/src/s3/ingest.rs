@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
+use cairn_node::body_digest::BodyDigestCell;
 use cairn_s3_proto::checksum::{ChecksumAlgorithm, ChecksumHasher, content_md5_matches};
 use cairn_s3_proto::chunked::{ChunkedDecoder, ChunkedMode, Decoded};
 use cairn_s3_proto::sigv4::PayloadMode;
@@ -214,7 +215,11 @@ impl S3Body {
     }
 
     /// Streams the body into a cluster body, checked before it completes.
-    pub fn start(self, body: axum::body::Body, size: u64) -> (cairn_net::Body, IngestTask<S3Body>) {
+    pub fn start(
+        self,
+        body: axum::body::Body,
+        size: u64,
+    ) -> (cairn_net::Body, IngestTask<S3Body>, BodyDigestCell) {
         ingest(body, self, size, |done: &Ingested<S3Body>| {
             if let Some(m) = &done.decoder.content_md5
                 && !content_md5_matches(m, &done.md5)?

@@ -141,6 +141,7 @@ async fn create(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S
         size_bytes: 0,
         content_type: UPLOAD_MARKER_TYPE.into(),
         user_meta: meta,
+        digest: None,
     };
     ctx.state
         .objects
@@ -205,6 +206,7 @@ async fn upload_part(
             size_bytes: end - start,
             content_type: "application/octet-stream".into(),
             user_meta: BTreeMap::new(),
+            digest: None,
         };
         let written = ctx
             .state
@@ -239,6 +241,7 @@ async fn upload_part(
         size_bytes: size,
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::new(),
+        digest: None,
     };
     write_streamed(ctx, put, decoder, body, size).await
 }
@@ -411,6 +414,7 @@ async fn complete(
         size_bytes: json.len() as u64,
         content_type,
         user_meta: meta,
+        digest: None,
     };
     ctx.state
         .objects

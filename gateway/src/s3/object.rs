@@ -170,6 +170,7 @@ async fn put(
         size_bytes: size,
         content_type: content_type(req),
         user_meta: meta,
+        digest: None,
     };
     write_streamed(ctx, put, decoder, body, size).await
 }
@@ -184,7 +185,11 @@ pub(crate) async fn write_streamed(
     body: axum::body::Body,
     size: u64,
 ) -> S3Result<Response> {
-    let (body, task) = decoder.start(body, size);
+    let (body, task, digest) = decoder.start(body, size);
+    let put = ObjectPut {
+        digest: Some(digest),
+        ..put
+    };
     let written = ctx.state.objects.put(put, body).await;
     let ingested = task
         .await
@@ -403,6 +408,7 @@ async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3R
         size_bytes: size,
         content_type,
         user_meta: meta,
+        digest: None,
     };
     let written = ctx
         .state

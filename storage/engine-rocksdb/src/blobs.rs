@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use cairn_engine::chunk::{self, CRC_BYTES};
-use cairn_engine::etag::EtagHasher;
+use cairn_engine::etag::{self, EtagHasher};
 use cairn_engine::limits::{
     BLOB_MAX_BYTES, CHUNK_MAX_BYTES, SEGMENT_MAX_BYTES, SMALL_BLOB_MAX_BYTES,
 };
 use cairn_engine::{
-    BlobCommit, BlobKey, BlobMeta, BlobReader, BlobWriter, Error, Result, Timestamp, WriteOutcome,
-    lww,
+    BlobCommit, BlobKey, BlobMeta, BlobReader, BlobWriteOptions, BlobWriter, Error, Result,
+    Timestamp, WriteOutcome, lww,
 };
 use rocksdb::WriteBatch;
 
@@ -45,7 +45,8 @@ pub struct RocksWriter {
     inner: Arc<Inner>,
     key: BlobKey,
     expected_size_bytes: Option<u64>,
-    etag: EtagHasher,
+    /// `None`: the etag comes with the commit.
+    etag: Option<EtagHasher>,
     size_bytes: u64,
     /// Bytes not yet written out (small blobs: the whole body; large: a partial chunk tail).
     pending: Vec<u8>,
@@ -57,8 +58,9 @@ impl RocksWriter {
     pub(crate) async fn begin(
         inner: Arc<Inner>,
         key: BlobKey,
-        expected_size_bytes: Option<u64>,
+        options: BlobWriteOptions,
     ) -> Result<RocksWriter> {
+        let expected_size_bytes = options.expected_size_bytes;
         inner.check()?;
         cairn_engine::validate_name("blob name", &key.name)?;
         if let Some(n) = expected_size_bytes {
@@ -77,7 +79,7 @@ impl RocksWriter {
             inner,
             key,
             expected_size_bytes,
-            etag: EtagHasher::new(),
+            etag: etag::hasher_for(options.etag),
             size_bytes: 0,
             pending: Vec::new(),
             large: None,
@@ -167,7 +169,7 @@ impl RocksWriter {
         let meta = BlobMeta {
             timestamp: commit.timestamp,
             size_bytes: self.size_bytes,
-            etag: std::mem::take(&mut self.etag).finish_hex(),
+            etag: etag::settle(self.etag.take(), commit.etag)?,
             content_type: commit.content_type,
             user_meta: commit.user_meta,
             tombstone: false,
@@ -258,7 +260,9 @@ impl BlobWriter for RocksWriter {
                 "blob larger than {BLOB_MAX_BYTES} bytes"
             )));
         }
-        self.etag.update(&data);
+        if let Some(h) = &mut self.etag {
+            h.update(&data);
+        }
         self.size_bytes += data.len() as u64;
         self.pending.extend_from_slice(&data);
         if self.large.is_none() && self.size_bytes > SMALL_BLOB_MAX_BYTES {

@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use cairn_engine::extent::{self, ExtentPiece};
 use cairn_engine::{
-    AuditReport, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport, Error, ExtentChange,
-    ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery, ListingEntry, ListingInfo,
-    ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result, StorageEngine,
-    Timestamp, Usage, WriteOutcome, WriteTag,
+    AuditReport, BlobEntry, BlobKey, BlobMeta, BlobWriteOptions, ByteRange, CompactionReport,
+    Error, ExtentChange, ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery,
+    ListingEntry, ListingInfo, ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta,
+    Result, StorageEngine, Timestamp, Usage, WriteOutcome, WriteTag,
 };
 
 pub use blobs::{RocksReader, RocksWriter};
@@ -74,12 +74,12 @@ impl StorageEngine for RocksEngine {
     type Writer = RocksWriter;
     type Reader = RocksReader;
 
-    async fn begin_blob(
+    async fn begin_blob_with(
         &self,
         key: BlobKey,
-        expected_size_bytes: Option<u64>,
+        options: BlobWriteOptions,
     ) -> Result<RocksWriter> {
-        RocksWriter::begin(self.inner.clone(), key, expected_size_bytes).await
+        RocksWriter::begin(self.inner.clone(), key, options).await
     }
 
     async fn delete_blob(&self, key: BlobKey, timestamp: Timestamp) -> Result<WriteOutcome> {

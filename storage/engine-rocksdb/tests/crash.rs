@@ -132,6 +132,7 @@ async fn crashes_leave_old_or_new_never_torn() {
                 },
                 content_type: String::new(),
                 user_meta: BTreeMap::from([("seed".to_string(), seed_byte.to_string())]),
+                etag: None,
             })
             .await
         };

@@ -19,6 +19,7 @@ async fn try_put(e: &RocksEngine, key: &BlobKey, len: usize, t: u64) -> Result<(
         },
         content_type: String::new(),
         user_meta: Default::default(),
+        etag: None,
     };
     w.commit(commit).await.map(|_| ())
 }

@@ -15,6 +15,36 @@ pub fn crc32c(data: &[u8]) -> u32 {
     (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) & 0xffff_ffff) as u32
 }
 
+/// CRC32C of data fed in pieces: the same value [`crc32c`] gives for their concatenation.
+#[derive(Clone)]
+pub struct Crc32cHasher(crc_fast::Digest);
+
+impl Crc32cHasher {
+    pub fn new() -> Crc32cHasher {
+        Crc32cHasher(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(&self) -> u32 {
+        (self.0.finalize() & 0xffff_ffff) as u32
+    }
+}
+
+impl Default for Crc32cHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Crc32cHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Crc32cHasher({:08x})", self.finish())
+    }
+}
+
 /// Encoded size of a body of `len_bytes` data bytes.
 pub fn encoded_len_bytes(len_bytes: u64) -> u64 {
     let chunks = len_bytes.div_ceil(CHUNK_MAX_BYTES as u64);
@@ -100,5 +130,10 @@ mod tests {
         assert!(decode_body(&enc, data.len() as u64).is_err());
         // Known CRC32C test vector.
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        let mut h = Crc32cHasher::new();
+        for piece in [&b"1234"[..], b"", b"56789"] {
+            h.update(piece);
+        }
+        assert_eq!(h.finish(), 0xe306_9283);
     }
 }

@@ -24,7 +24,7 @@ macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@cases $factory;
             blob_round_trip, blob_streaming_large, blob_ranges, blob_lww_and_tombstones,
-            blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_purge_and_quarantine, blob_promote,
+            blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_supplied_etag, blob_purge_and_quarantine, blob_promote,
             tombstone_reclaim, compaction_keeps_live_data, digests_and_entries, extents_basic,
             extents_fencing, extents_trim_and_delete, extents_snapshots_and_pieces,
             listings_merge_and_stats, listings_query,
@@ -61,6 +61,7 @@ fn commit(t: u64) -> BlobCommit {
         timestamp: ts(t),
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::from([("color".to_string(), "blue".to_string())]),
+        etag: None,
     }
 }
 
@@ -222,6 +223,72 @@ pub async fn blob_size_mismatch_is_refused<E: StorageEngine>(e: &E) {
         e.begin_blob(BlobKey::new(4, ""), None).await,
         Err(Error::Invalid(_))
     ));
+}
+
+/// A writer that hashed the body supplies the etag (small and large bodies); one that supplies
+/// nothing, or a malformed etag, is refused; a supplied etag that contradicts the engine's own
+/// hash is refused.
+pub async fn blob_supplied_etag<E: StorageEngine>(e: &E) {
+    use crate::etag::EtagSource;
+    let supplied = |n| BlobWriteOptions {
+        expected_size_bytes: Some(n),
+        etag: EtagSource::Supplied,
+    };
+    let claimed = "0123456789abcdef0123456789abcdef".to_string();
+    for (name, len) in [
+        ("/a/c/small", 5usize),
+        ("/a/c/large", SMALL_BLOB_MAX_BYTES as usize + 7),
+    ] {
+        let key = BlobKey::new(5, name);
+        let data = body(len, 9);
+        let begin = || e.begin_blob_with(key.clone(), supplied(len as u64));
+        let mut w = begin().await.unwrap();
+        w.write(Bytes::from(data.clone())).await.unwrap();
+        assert!(
+            matches!(w.commit(commit(1)).await, Err(Error::Invalid(_))),
+            "{name}: no etag"
+        );
+        let mut w = begin().await.unwrap();
+        w.write(Bytes::from(data.clone())).await.unwrap();
+        let bad = BlobCommit {
+            etag: Some("XYZ".into()),
+            ..commit(1)
+        };
+        assert!(
+            matches!(w.commit(bad).await, Err(Error::Invalid(_))),
+            "{name}: bad etag"
+        );
+        assert!(e.blob_meta(&key).await.unwrap().is_none(), "{name}");
+        let mut w = begin().await.unwrap();
+        w.write(Bytes::from(data.clone())).await.unwrap();
+        let good = BlobCommit {
+            etag: Some(claimed.clone()),
+            ..commit(2)
+        };
+        assert_eq!(w.commit(good).await.unwrap(), WriteOutcome::Applied);
+        assert_eq!(
+            e.blob_meta(&key).await.unwrap().unwrap().etag,
+            claimed,
+            "{name}"
+        );
+        assert_eq!(get(e, &key, None).await.unwrap(), data, "{name}");
+    }
+    // Computed and supplied: they must agree.
+    let key = BlobKey::new(5, "/a/c/both");
+    let mut w = e.begin_blob(key.clone(), Some(5)).await.unwrap();
+    w.write(Bytes::from_static(b"hello")).await.unwrap();
+    let wrong = BlobCommit {
+        etag: Some(claimed.clone()),
+        ..commit(1)
+    };
+    assert!(matches!(w.commit(wrong).await, Err(Error::Invalid(_))));
+    let mut w = e.begin_blob(key.clone(), Some(5)).await.unwrap();
+    w.write(Bytes::from_static(b"hello")).await.unwrap();
+    let right = BlobCommit {
+        etag: Some("5d41402abc4b2a76b9719d911017c592".into()),
+        ..commit(1)
+    };
+    assert_eq!(w.commit(right).await.unwrap(), WriteOutcome::Applied);
 }
 
 pub async fn blob_purge_and_quarantine<E: StorageEngine>(e: &E) {

@@ -13,10 +13,10 @@ use crate::digest::PartitionDigest;
 use crate::error::Result;
 use crate::extent::ExtentPiece;
 use crate::types::{
-    AuditReport, BlobCommit, BlobEntry, BlobKey, BlobMeta, ByteRange, CompactionReport,
-    ExtentChange, ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage, ListQuery,
-    ListingEntry, ListingInfo, ListingKey, ListingRecord, ListingStats, PieceMeta, Usage,
-    WriteOutcome, WriteTag,
+    AuditReport, BlobCommit, BlobEntry, BlobKey, BlobMeta, BlobWriteOptions, ByteRange,
+    CompactionReport, ExtentChange, ExtentKey, ExtentRead, ExtentWriteOpts, Health, ListPage,
+    ListQuery, ListingEntry, ListingInfo, ListingKey, ListingRecord, ListingStats, PieceMeta,
+    Usage, WriteOutcome, WriteTag,
 };
 
 /// Options of the single-piece convenience calls: durable, no snapshots.
@@ -49,13 +49,29 @@ pub trait StorageEngine: Send + Sync + 'static {
 
     // ---- Blobs -------------------------------------------------------------------------------
 
-    /// Starts streaming a blob. `expected_size_bytes`, when given, is checked at commit and lets
-    /// the engine refuse early with `DiskFull` or place the blob (segment vs own file).
+    /// Starts streaming a blob (see [`BlobWriteOptions`]).
+    fn begin_blob_with(
+        &self,
+        key: BlobKey,
+        options: BlobWriteOptions,
+    ) -> impl Future<Output = Result<Self::Writer>> + Send;
+
+    /// Starts streaming a blob whose etag the engine computes. `expected_size_bytes`, when
+    /// given, is checked at commit and lets the engine refuse early with `DiskFull` or place the
+    /// blob (segment vs own file).
     fn begin_blob(
         &self,
         key: BlobKey,
         expected_size_bytes: Option<u64>,
-    ) -> impl Future<Output = Result<Self::Writer>> + Send;
+    ) -> impl Future<Output = Result<Self::Writer>> + Send {
+        self.begin_blob_with(
+            key,
+            BlobWriteOptions {
+                expected_size_bytes,
+                etag: crate::etag::EtagSource::Computed,
+            },
+        )
+    }
 
     /// Stores a tombstone at `timestamp` (last-writer-wins like a write).
     fn delete_blob(

@@ -10,7 +10,7 @@ use crate::Timestamp;
 use crate::digest::{PartitionDigest, bucket_of};
 use crate::engine::{BlobReader, BlobWriter, StorageEngine};
 use crate::error::{Error, Result};
-use crate::etag::EtagHasher;
+use crate::etag::{self, EtagHasher};
 use crate::extent::{self, ExtentPiece};
 use crate::limits::{BLOB_MAX_BYTES, CHUNK_MAX_BYTES, LIST_LIMIT_MAX, REPLICATION_ENTRIES_MAX};
 use crate::listing::{SliceSource, run_query};
@@ -103,7 +103,8 @@ pub struct MemoryWriter {
     key: BlobKey,
     expected_size_bytes: Option<u64>,
     body: BytesMut,
-    etag: EtagHasher,
+    /// `None`: the etag comes with the commit.
+    etag: Option<EtagHasher>,
 }
 
 impl BlobWriter for MemoryWriter {
@@ -113,7 +114,9 @@ impl BlobWriter for MemoryWriter {
                 "blob larger than {BLOB_MAX_BYTES} bytes"
             )));
         }
-        self.etag.update(&data);
+        if let Some(h) = &mut self.etag {
+            h.update(&data);
+        }
         self.body.extend_from_slice(&data);
         Ok(())
     }
@@ -130,7 +133,7 @@ impl BlobWriter for MemoryWriter {
         let meta = BlobMeta {
             timestamp: commit.timestamp,
             size_bytes,
-            etag: self.etag.finish_hex(),
+            etag: etag::settle(self.etag, commit.etag)?,
             content_type: commit.content_type,
             user_meta: commit.user_meta,
             tombstone: false,
@@ -203,11 +206,12 @@ impl StorageEngine for MemoryEngine {
     type Writer = MemoryWriter;
     type Reader = MemoryReader;
 
-    async fn begin_blob(
+    async fn begin_blob_with(
         &self,
         key: BlobKey,
-        expected_size_bytes: Option<u64>,
+        options: BlobWriteOptions,
     ) -> Result<MemoryWriter> {
+        let expected_size_bytes = options.expected_size_bytes;
         validate_name("blob name", &key.name)?;
         if expected_size_bytes.is_some_and(|n| n > BLOB_MAX_BYTES) {
             return Err(Error::Invalid(format!(
@@ -220,7 +224,7 @@ impl StorageEngine for MemoryEngine {
             key,
             expected_size_bytes,
             body: BytesMut::new(),
-            etag: EtagHasher::new(),
+            etag: etag::hasher_for(options.etag),
         })
     }
 

@@ -30,19 +30,33 @@ impl BlobKey {
 pub struct BlobMeta {
     pub timestamp: Timestamp,
     pub size_bytes: u64,
-    /// Hex MD5 of the body, computed by the engine while the body streamed in.
+    /// Hex MD5 of the body: computed by the engine while the body streamed in, or supplied by
+    /// the writer that hashed it (see [`crate::etag`]).
     pub etag: String,
     pub content_type: String,
     pub user_meta: BTreeMap<String, String>,
     pub tombstone: bool,
 }
 
-/// What the caller supplies when committing a streamed blob; size and etag come from the engine.
+/// What the caller supplies when committing a streamed blob; the size comes from the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobCommit {
     pub timestamp: Timestamp,
     pub content_type: String,
     pub user_meta: BTreeMap<String, String>,
+    /// The body's MD5 (lowercase hex) as the writer computed it: required when the blob was
+    /// begun with [`EtagSource::Supplied`](crate::etag::EtagSource), else checked against the
+    /// engine's own (a mismatch refuses the commit).
+    pub etag: Option<String>,
+}
+
+/// How a blob is begun.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobWriteOptions {
+    /// Checked at commit; lets the engine refuse early with `DiskFull` or place the blob
+    /// (segment vs own file).
+    pub expected_size_bytes: Option<u64>,
+    pub etag: crate::etag::EtagSource,
 }
 
 /// The result of a last-writer-wins write.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cairn_engine::{
     BlobKey, BlobMeta, HybridClock, ListItem, ListPage, ListQuery, ListingEntry, ListingInfo,
     ListingKey, ListingStats, MetaValue, Timestamp,
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tracing::{debug, warn};
 
+use crate::body_digest::{BodyDigest, BodyDigestCell, BodyDigester};
 use crate::core::{ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets};
 use crate::limits::{
     BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, SMALL_CALL_TIMEOUT_MS,
@@ -64,6 +65,9 @@ pub struct ObjectPut {
     pub size_bytes: u64,
     pub content_type: String,
     pub user_meta: BTreeMap<String, String>,
+    /// Where the body's producer leaves the body's digest before it finishes the stream (the
+    /// gateway hashes every body anyway); `None`: the client hashes the body itself.
+    pub digest: Option<BodyDigestCell>,
 }
 
 /// A container as a read quorum of its replicas sees it.
@@ -229,15 +233,19 @@ impl ClusterClient {
         let timestamp = self.now();
         let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
         // A body in hand can be re-sent to a handoff; a stream is teed to the first targets only.
+        // Either way it ends with the metadata trailer carrying the body's digest.
         let (body, pump) = match body {
-            Body::Empty => (WriteBody::Replayable(Bytes::new()), None),
-            Body::Full(b) => (WriteBody::Replayable(b), None),
+            Body::Empty => (
+                WriteBody::Replayable(with_digest_trailer(Bytes::new())?),
+                None,
+            ),
+            Body::Full(b) => (WriteBody::Replayable(with_digest_trailer(b)?), None),
             stream @ Body::Stream(_) => {
                 let (senders, bodies): (Vec<_>, Vec<_>) =
                     send.iter().map(|_| Body::channel()).unzip();
                 (
                     WriteBody::Teed(bodies),
-                    Some(tokio::spawn(tee(stream, senders))),
+                    Some(tokio::spawn(tee(stream, put.digest.clone(), senders))),
                 )
             }
         };
@@ -251,7 +259,7 @@ impl ClusterClient {
                 content_type: put.content_type.clone(),
                 user_meta: put.user_meta.clone(),
                 listing: listings.get(replica % listings.len().max(1)).cloned(),
-                meta_trailer: false,
+                meta_trailer: true,
             };
             Some((addr, req))
         };
@@ -1087,23 +1095,32 @@ enum WriteBody {
     Teed(Vec<Body>),
 }
 
-/// Copies a streamed body to every replica's channel. A replica that stops reading is dropped
-/// (its call fails, the quorum decides); the source is read to the end either way.
-async fn tee(body: Body, mut senders: Vec<BodySender>) -> Result<(), String> {
+/// Copies a streamed body to every replica's channel, then the metadata trailer with the body's
+/// digest (the producer's from `digest`, else hashed here). A replica that stops reading is
+/// dropped (its call fails, the quorum decides); the source is read to the end either way.
+async fn tee(
+    body: Body,
+    digest: Option<BodyDigestCell>,
+    mut senders: Vec<BodySender>,
+) -> Result<(), String> {
     let mut body = body;
+    let mut digester = digest.is_none().then(BodyDigester::new);
+    let abort_all = |senders: Vec<BodySender>, why: String| async move {
+        for s in senders {
+            s.abort(cairn_net::NetError::Remote(why.clone())).await;
+        }
+    };
     while let Some(chunk) = body.next_chunk().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                for s in senders {
-                    s.abort(cairn_net::NetError::Remote(format!(
-                        "client body failed: {e}"
-                    )))
-                    .await;
-                }
+                abort_all(senders, format!("client body failed: {e}")).await;
                 return Err(e.to_string());
             }
         };
+        if let Some(d) = &mut digester {
+            d.update(&chunk);
+        }
         let mut alive = Vec::with_capacity(senders.len());
         for mut s in senders {
             if s.send(chunk.clone()).await.is_ok() {
@@ -1112,10 +1129,50 @@ async fn tee(body: Body, mut senders: Vec<BodySender>) -> Result<(), String> {
         }
         senders = alive;
     }
-    for s in senders {
-        let _ = s.finish().await;
+    let digest = match digester {
+        Some(d) => d.finish(),
+        None => match digest.and_then(|cell| cell.get()) {
+            Some(d) => d,
+            None => {
+                let why = "the body ended without its producer's digest".to_string();
+                abort_all(senders, why.clone()).await;
+                return Err(why);
+            }
+        },
+    };
+    let trailer = match digest_trailer(digest) {
+        Ok(t) => t,
+        Err(e) => {
+            abort_all(senders, e.to_string()).await;
+            return Err(e.to_string());
+        }
+    };
+    for mut s in senders {
+        if s.send(trailer.clone()).await.is_ok() {
+            let _ = s.finish().await;
+        }
     }
     Ok(())
+}
+
+/// The `PutBlob` metadata trailer carrying only a body's digest.
+fn digest_trailer(digest: BodyDigest) -> Result<Bytes, ClientError> {
+    let mut trailer = BTreeMap::new();
+    digest.insert_into(&mut trailer);
+    postcard::to_allocvec(&trailer)
+        .map(Bytes::from)
+        .map_err(|e| ClientError::Invalid(format!("encoding the metadata trailer: {e}")))
+}
+
+/// A body in hand followed by its digest trailer.
+fn with_digest_trailer(body: Bytes) -> Result<Bytes, ClientError> {
+    let mut digester = BodyDigester::new();
+    digester.update(&body);
+    let trailer = digest_trailer(digester.finish())?;
+    let mut out = BytesMut::with_capacity(body.len() + trailer.len());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&trailer);
+    Ok(out.freeze())
 }
 
 fn describe(r: &Result<(NodeResponse, Body), PeerError>) -> String {

@@ -12,6 +12,7 @@
 //! trait (the binary picks the implementation) and the network through `cairn-net`.
 
 pub mod auditor;
+pub mod body_digest;
 pub mod client;
 pub mod config;
 pub mod control;

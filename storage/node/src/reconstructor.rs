@@ -708,6 +708,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                         timestamp: ts,
                         content_type: sample.content_type.clone(),
                         user_meta,
+                        etag: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;

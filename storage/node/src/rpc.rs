@@ -51,7 +51,10 @@ pub enum NodeRequest {
         listing: Option<ListingTarget>,
         /// The body holds `size_bytes` of blob and then a postcard `BTreeMap<String, String>`
         /// of further metadata (at most [`META_TRAILER_BYTES_MAX`]): what a writer learns only
-        /// once the bytes went out, such as an erasure-coded object's MD5.
+        /// once the bytes went out. It must carry the body's digest
+        /// ([`crate::body_digest`]): the node stores the writer's MD5 as the etag instead of
+        /// hashing the body, after checking the writer's CRC32C against the bytes it received.
+        /// Without a trailer the node's engine computes the MD5.
         meta_trailer: bool,
     },
     /// Make a staged blob current: move the version under `from` (exactly `timestamp`) to

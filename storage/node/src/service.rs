@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use cairn_engine::chunk::Crc32cHasher;
+use cairn_engine::etag::EtagSource;
 use cairn_engine::extent;
 use cairn_engine::{
-    BlobCommit, BlobKey, BlobReader, BlobWriter, ByteRange, Error as EngineError, ExtentChange,
-    ListingEntry, StorageEngine, WriteOutcome, limits::EXTENT_IO_MAX_BYTES,
+    BlobCommit, BlobKey, BlobReader, BlobWriteOptions, BlobWriter, ByteRange, Error as EngineError,
+    ExtentChange, ListingEntry, StorageEngine, WriteOutcome, limits::EXTENT_IO_MAX_BYTES,
 };
 use cairn_net::{Body, CallContext, Handler, HandlerError, Response, decode_request};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::body_digest::BodyDigest;
 use crate::limits::EXTENT_METAS_KEYS_MAX;
 use crate::listing_updates::ListingUpdater;
 use crate::metrics::NodeMetrics;
@@ -102,13 +105,14 @@ impl<E: StorageEngine> NodeService<E> {
                     timestamp,
                     content_type: content_type.clone(),
                     user_meta,
+                    etag: None,
                 };
-                let (outcome, overrides) = self
+                let (outcome, overrides, supplied_etag) = self
                     .put_blob(&engine, key.clone(), size_bytes, commit, meta_trailer, body)
                     .await?;
                 let applied = outcome == WriteOutcome::Applied;
                 if applied && let Some(target) = listing {
-                    let etag = match overrides.etag {
+                    let etag = match overrides.etag.or(supplied_etag) {
                         Some(etag) => etag,
                         None => self.etag_of(&engine, &key).await,
                     };
@@ -377,8 +381,9 @@ impl<E: StorageEngine> NodeService<E> {
         }
     }
 
-    /// Streams the request body into the engine; nothing is visible unless every byte arrived
-    /// and the size matches.
+    /// Streams the request body into the engine; nothing is visible unless every byte arrived,
+    /// the size matches and (with a trailer) the bytes match the writer's CRC32C. Also answers
+    /// the etag the writer supplied, if it did.
     async fn put_blob(
         &self,
         engine: &E,
@@ -387,11 +392,18 @@ impl<E: StorageEngine> NodeService<E> {
         mut commit: BlobCommit,
         meta_trailer: bool,
         body: Body,
-    ) -> Result<(WriteOutcome, ListingOverride), RemoteError> {
-        let mut writer = engine
-            .begin_blob(key, Some(size_bytes))
-            .await
-            .map_err(remote)?;
+    ) -> Result<(WriteOutcome, ListingOverride, Option<String>), RemoteError> {
+        // A trailer carries the writer's digest (see `body_digest`): the engine need not hash.
+        let options = BlobWriteOptions {
+            expected_size_bytes: Some(size_bytes),
+            etag: if meta_trailer {
+                EtagSource::Supplied
+            } else {
+                EtagSource::Computed
+            },
+        };
+        let mut writer = engine.begin_blob_with(key, options).await.map_err(remote)?;
+        let mut crc32c = Crc32cHasher::new();
         let mut received = 0u64;
         let mut trailer: Vec<u8> = Vec::new();
         let mut body = body;
@@ -411,6 +423,9 @@ impl<E: StorageEngine> NodeService<E> {
                 }
                 received += chunk.len() as u64;
                 if !chunk.is_empty() {
+                    if meta_trailer {
+                        crc32c.update(&chunk);
+                    }
                     writer.write(chunk).await.map_err(remote)?;
                 }
             }
@@ -429,21 +444,21 @@ impl<E: StorageEngine> NodeService<E> {
             )));
         }
         if meta_trailer {
-            let extra: BTreeMap<String, String> = match postcard::from_bytes(&trailer) {
-                Ok(m) => m,
+            let checked = check_trailer(&trailer, crc32c.finish());
+            let (extra, digest) = match checked {
+                Ok(v) => v,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(RemoteError::Invalid(format!(
-                        "metadata trailer of {} bytes is malformed: {e}",
-                        trailer.len()
-                    )));
+                    return Err(e);
                 }
             };
             commit.user_meta.extend(extra);
+            commit.etag = Some(digest.md5_hex());
         }
         let overrides = ListingOverride::from_meta(&commit.user_meta);
+        let supplied_etag = commit.etag.clone();
         let outcome = writer.commit(commit).await.map_err(remote)?;
-        Ok((outcome, overrides))
+        Ok((outcome, overrides, supplied_etag))
     }
 
     /// Answers with the metadata and streams the bytes. The first chunk is read before
@@ -583,4 +598,26 @@ impl ListingOverride {
             etag: meta.get(LISTING_ETAG_OVERRIDE).cloned(),
         }
     }
+}
+
+/// Parses a `PutBlob` metadata trailer and checks the body the node received (`received_crc32c`)
+/// against the writer's digest; answers the remaining metadata and the digest.
+fn check_trailer(
+    trailer: &[u8],
+    received_crc32c: u32,
+) -> Result<(BTreeMap<String, String>, BodyDigest), RemoteError> {
+    let mut extra: BTreeMap<String, String> = postcard::from_bytes(trailer).map_err(|e| {
+        RemoteError::Invalid(format!(
+            "metadata trailer of {} bytes is malformed: {e}",
+            trailer.len()
+        ))
+    })?;
+    let digest = BodyDigest::take_from(&mut extra).map_err(RemoteError::Invalid)?;
+    if digest.crc32c != received_crc32c {
+        return Err(RemoteError::Invalid(format!(
+            "the body arrived with CRC32C {received_crc32c:08x}, the writer sent {:08x}",
+            digest.crc32c
+        )));
+    }
+    Ok((extra, digest))
 }

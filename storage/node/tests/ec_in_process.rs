@@ -145,6 +145,7 @@ fn put(object: &str, len: usize) -> ObjectPut {
         size_bytes: len as u64,
         content_type: "application/octet-stream".into(),
         user_meta: BTreeMap::from([("meta-colour".to_string(), "blue".to_string())]),
+        digest: None,
     }
 }
 
@@ -509,9 +510,27 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
         addr: addr(0),
         device: "d0".into(),
     };
+    let blob = b"0123456789";
+    let with_trailer = |meta: BTreeMap<String, String>| {
+        let mut body = blob.to_vec();
+        body.extend_from_slice(&postcard::to_allocvec(&meta).unwrap());
+        body
+    };
+    let digest_of = |bytes: &[u8]| {
+        let mut d = cairn_node::body_digest::BodyDigester::new();
+        d.update(bytes);
+        d.finish()
+    };
+    let mut no_digest = BTreeMap::from([("sys-ec-object-etag".to_string(), "abc".to_string())]);
+    let mut wrong_crc = no_digest.clone();
+    digest_of(b"0123456788").insert_into(&mut wrong_crc);
+    let no_digest_body = with_trailer(no_digest.clone());
+    let wrong_crc_body = with_trailer(wrong_crc);
     for (body, why) in [
         (&b"0123456789\xff\xff\xff"[..], "malformed"),
         (&b"01234"[..], "announced"),
+        (&no_digest_body[..], "no sys-body-md5"),
+        (&wrong_crc_body[..], "CRC32C"),
     ] {
         let req = NodeRequest::PutBlob {
             device: "d0".into(),
@@ -541,14 +560,10 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
         }
         assert!(c.engines[0].blob_meta(&k).await.unwrap().is_none());
     }
-    // A well-formed trailer lands in the metadata.
-    let trailer = postcard::to_allocvec(&BTreeMap::from([(
-        "sys-ec-object-etag".to_string(),
-        "abc".to_string(),
-    )]))
-    .unwrap();
-    let mut body = b"0123456789".to_vec();
-    body.extend_from_slice(&trailer);
+    // A well-formed trailer lands in the metadata; its MD5 is the blob's etag.
+    let digest = digest_of(blob);
+    digest.insert_into(&mut no_digest);
+    let body = with_trailer(no_digest);
     let req = NodeRequest::PutBlob {
         device: "d0".into(),
         key: k.clone(),
@@ -575,9 +590,15 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
     assert_eq!(
         (
             meta.size_bytes,
-            meta.user_meta["sys-ec-object-etag"].as_str()
+            meta.user_meta["sys-ec-object-etag"].as_str(),
+            meta.etag.clone(),
         ),
-        (10, "abc")
+        (10, "abc", digest.md5_hex())
+    );
+    assert!(
+        !meta.user_meta.keys().any(|k| k.starts_with("sys-body-")),
+        "the digest is not kept as metadata: {:?}",
+        meta.user_meta
     );
 }
 
@@ -664,6 +685,7 @@ async fn staged_archives_are_rolled_forward_or_dropped_by_the_reconstructor() {
         timestamp: meta.timestamp,
         content_type: meta.content_type.clone(),
         user_meta: meta.user_meta.clone(),
+        etag: None,
     })
     .await
     .unwrap();
@@ -684,6 +706,7 @@ async fn staged_archives_are_rolled_forward_or_dropped_by_the_reconstructor() {
         timestamp: long_ago,
         content_type: String::new(),
         user_meta: BTreeMap::new(),
+        etag: None,
     })
     .await
     .unwrap();

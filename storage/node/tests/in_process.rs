@@ -124,6 +124,7 @@ fn put(object: &str, data: &Bytes) -> ObjectPut {
         size_bytes: data.len() as u64,
         content_type: "text/plain".into(),
         user_meta: BTreeMap::new(),
+        digest: None,
     }
 }
 

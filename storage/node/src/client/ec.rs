@@ -25,6 +25,9 @@ use cairn_erasure::{CodecId, EcParams, Fragment, HEADER_LEN, decode_segment, sha
 use cairn_net::{Body, BodySender, NetError, RequestId};
 use cairn_ring::{DeviceId, PathHasher};
 use md5::{Digest, Md5};
+
+use crate::body_digest::{BodyDigest, BodyDigestCell};
+use cairn_engine::chunk::Crc32cHasher;
 use tracing::{debug, warn};
 
 use super::{ClientError, ClusterClient, ObjectPut, Written};
@@ -293,9 +296,9 @@ impl ClusterClient {
             calls.push((primary, slot, addr, tokio::spawn(call)));
         }
 
-        let encoded = encode_into(&layout, scheme, body, &mut senders).await;
-        let etag = match encoded {
-            Ok(etag) => etag,
+        let encoded = encode_into(&layout, scheme, body, put.digest.as_ref(), &mut senders).await;
+        let (etag, archive_crc32c) = match encoded {
+            Ok(v) => v,
             Err(e) => {
                 for s in senders.into_iter().flatten() {
                     s.abort(NetError::Remote(e.to_string())).await;
@@ -306,13 +309,24 @@ impl ClusterClient {
         let mut trailer = BTreeMap::new();
         trailer.insert(EC_OBJECT_ETAG.to_string(), etag.clone());
         if !etag_override_given {
-            trailer.insert(LISTING_ETAG_OVERRIDE.to_string(), etag);
+            trailer.insert(LISTING_ETAG_OVERRIDE.to_string(), etag.clone());
         }
-        let trailer = Bytes::from(
-            postcard::to_allocvec(&trailer).map_err(|e| ClientError::Invalid(e.to_string()))?,
-        );
-        for mut s in senders.into_iter().flatten() {
-            if s.send(trailer.clone()).await.is_ok() {
+        let md5: [u8; 16] = hex::decode(&etag)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ClientError::Invalid(format!("bad MD5 {etag}")))?;
+        for (slot, s) in senders.into_iter().enumerate() {
+            let (Some(mut s), Some(&crc32c)) = (s, archive_crc32c.get(slot)) else {
+                continue;
+            };
+            // An archive's etag is the object's MD5 (nothing asks for an archive's own); its
+            // CRC32C lets the node check the archive bytes it received.
+            let mut trailer = trailer.clone();
+            BodyDigest { md5, crc32c }.insert_into(&mut trailer);
+            let trailer = Bytes::from(
+                postcard::to_allocvec(&trailer).map_err(|e| ClientError::Invalid(e.to_string()))?,
+            );
+            if s.send(trailer).await.is_ok() {
                 let _ = s.finish().await;
             }
         }
@@ -616,15 +630,24 @@ impl ClusterClient {
     }
 }
 
+/// What encoding accumulates besides the fragments: the object's MD5 (unless the body's
+/// producer supplies it) and each archive's CRC32C, for the archives' trailers.
+struct EncodeDigests {
+    md5: Option<Md5>,
+    archive_crc32c: Vec<Crc32cHasher>,
+}
+
 /// Reads the body, encodes it segment by segment and feeds slot i's fragments to
-/// `senders[i]`; returns the body's MD5 (hex). A slot whose device stops reading is dropped;
-/// fewer than the write quorum left fails the write at once.
+/// `senders[i]`; returns the body's MD5 (hex; `digest`'s when given) and each archive's CRC32C.
+/// A slot whose device stops reading is dropped; fewer than the write quorum left fails the
+/// write at once.
 async fn encode_into(
     layout: &ArchiveLayout,
     scheme: &EcScheme,
     body: Body,
+    digest: Option<&BodyDigestCell>,
     senders: &mut [Option<BodySender>],
-) -> Result<String, ClientError> {
+) -> Result<(String, Vec<u32>), ClientError> {
     let striper = Arc::new(
         scheme
             .striper()
@@ -632,7 +655,10 @@ async fn encode_into(
     );
     let segment_bytes = usize::try_from(layout.segment_bytes)
         .map_err(|_| ClientError::Invalid("segment size too large".into()))?;
-    let mut md5 = Some(Md5::new());
+    let mut digests = Some(EncodeDigests {
+        md5: digest.is_none().then(Md5::new),
+        archive_crc32c: vec![Crc32cHasher::new(); senders.len()],
+    });
     let mut segment = BytesMut::with_capacity(segment_bytes);
     let mut received = 0u64;
     let mut segments_sent = 0u64;
@@ -657,7 +683,7 @@ async fn encode_into(
                 segment.extend_from_slice(&chunk.split_to(take));
                 if segment.len() == segment_bytes {
                     let full = segment.split().freeze();
-                    send_segment(&striper, full, &mut md5, senders, scheme).await?;
+                    send_segment(&striper, full, &mut digests, senders, scheme).await?;
                     segments_sent += 1;
                 }
             }
@@ -673,37 +699,59 @@ async fn encode_into(
         )));
     }
     if !segment.is_empty() || segments_sent == 0 {
-        send_segment(&striper, segment.freeze(), &mut md5, senders, scheme).await?;
+        send_segment(&striper, segment.freeze(), &mut digests, senders, scheme).await?;
     }
-    let digest = md5.map(|m| m.finalize()).unwrap_or_default();
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    let digests = digests.ok_or_else(|| ClientError::Invalid("encoder state lost".into()))?;
+    let md5 = match (digests.md5, digest) {
+        (Some(m), _) => hex::encode(m.finalize()),
+        (None, Some(cell)) => cell.get().map(|d| d.md5_hex()).ok_or_else(|| {
+            ClientError::Body("the body ended without its producer's digest".into())
+        })?,
+        (None, None) => return Err(ClientError::Invalid("no MD5 for the body".into())),
+    };
+    let crcs = digests.archive_crc32c.iter().map(|c| c.finish()).collect();
+    Ok((md5, crcs))
 }
 
 async fn send_segment(
     striper: &Arc<cairn_erasure::Striper>,
     segment: Bytes,
-    md5: &mut Option<Md5>,
+    digests: &mut Option<EncodeDigests>,
     senders: &mut [Option<BodySender>],
     scheme: &EcScheme,
 ) -> Result<(), ClientError> {
     let striper = striper.clone();
-    let mut hasher = md5.take().unwrap_or_default();
+    let mut state = digests
+        .take()
+        .ok_or_else(|| ClientError::Invalid("encoder state lost".into()))?;
     // Hashing and encoding a segment is ~1 ms of CPU per MiB: off the async workers.
-    let (hasher, fragments) = tokio::task::spawn_blocking(move || {
-        hasher.update(&segment);
-        let fragments = striper.encode_segment(&segment);
-        (hasher, fragments)
+    let (state, fragments) = tokio::task::spawn_blocking(move || {
+        if let Some(m) = &mut state.md5 {
+            m.update(&segment);
+        }
+        let fragments = striper.encode_segment(&segment).map(|fragments| {
+            fragments
+                .into_iter()
+                .zip(&mut state.archive_crc32c)
+                .map(|(fragment, crc)| {
+                    let bytes = Bytes::from(fragment.to_bytes());
+                    crc.update(&bytes);
+                    bytes
+                })
+                .collect::<Vec<_>>()
+        });
+        (state, fragments)
     })
     .await
     .map_err(|e| ClientError::Invalid(format!("encoder task failed: {e}")))?;
-    *md5 = Some(hasher);
+    *digests = Some(state);
     let fragments = fragments.map_err(|e| ClientError::Invalid(e.to_string()))?;
     let sends = senders
         .iter_mut()
         .zip(fragments)
         .map(|(slot, fragment)| async move {
             if let Some(s) = slot
-                && s.send(Bytes::from(fragment.to_bytes())).await.is_err()
+                && s.send(fragment).await.is_err()
             {
                 *slot = None;
             }
