@@ -68,6 +68,10 @@ enum Command {
         /// The NBD server's port on --host (every image an export); 0 picks a free one.
         #[arg(long, default_value_t = 10809)]
         nbd_port: u16,
+        /// Send the gateway's and NBD server's calls to the nodes over TCP+TLS, as between
+        /// hosts, instead of calling them inside the process.
+        #[arg(long)]
+        no_local_calls: bool,
     },
     /// Object operations straight through the cluster client (an operator's tool until the
     /// S3/Swift gateway exists), authenticated with a node's certificate from its config.
@@ -819,22 +823,10 @@ async fn run_node(config: PathBuf, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_up(
-    data_dir: PathBuf,
-    listen: std::net::SocketAddr,
-    region: String,
-    expirer_interval: std::time::Duration,
-    nbd_listen: std::net::SocketAddr,
-) -> anyhow::Result<()> {
+async fn run_up(opts: cairn_gateway::up::UpOptions) -> anyhow::Result<()> {
     use std::io::Write;
-    let up = cairn_gateway::up::start(cairn_gateway::up::UpOptions {
-        data_dir: data_dir.clone(),
-        listen,
-        region,
-        expirer_interval,
-        nbd_listen,
-    })
-    .await?;
+    let data_dir = opts.data_dir.clone();
+    let up = cairn_gateway::up::start(opts).await?;
     let e = &up.endpoints;
     {
         let mut out = std::io::stdout().lock();
@@ -948,14 +940,16 @@ fn main() -> anyhow::Result<()> {
                 region,
                 expirer_interval_s,
                 nbd_port,
+                no_local_calls,
             } => {
-                run_up(
+                run_up(cairn_gateway::up::UpOptions {
                     data_dir,
-                    std::net::SocketAddr::new(host, s3_port),
+                    listen: std::net::SocketAddr::new(host, s3_port),
                     region,
-                    std::time::Duration::from_secs(expirer_interval_s.max(1)),
-                    std::net::SocketAddr::new(host, nbd_port),
-                )
+                    expirer_interval: std::time::Duration::from_secs(expirer_interval_s.max(1)),
+                    nbd_listen: std::net::SocketAddr::new(host, nbd_port),
+                    local_calls: !no_local_calls,
+                })
                 .await
             }
             Command::Ca { command } => run_ca(command),

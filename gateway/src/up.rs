@@ -55,6 +55,10 @@ pub struct UpOptions {
     pub expirer_interval: std::time::Duration,
     /// NBD listen address (every image an export); port 0 picks a free one.
     pub nbd_listen: SocketAddr,
+    /// Calls between the gateway, the NBD server and the nodes stay inside the process (no
+    /// TLS or sockets; see `cairn_net::LocalServers`). Off: every call goes over TCP+TLS as
+    /// between hosts (to measure that cost).
+    pub local_calls: bool,
 }
 
 /// What a first start records so later starts find the same cluster.
@@ -297,6 +301,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
         create(&opts, &store).await?
     };
     let store = Arc::new(store);
+    let local = opts.local_calls.then(cairn_net::LocalServers::new);
     let mut nodes = Vec::new();
     let mut node_config = None;
     for n in 0..UP_NODES {
@@ -306,6 +311,7 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
             &config,
             crate::node_engine::open_device,
             Some(store.clone()),
+            local.clone(),
         )
         .await
         .with_context(|| format!("starting node {} ({})", n + 1, path.display()))?;
@@ -322,7 +328,16 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
             key_pem: std::fs::read_to_string(dir.join("gateway.key"))?,
         },
     )?;
-    let transport = cairn_net::client(TransportKind::default(), &tls, ClientOptions::default())?;
+    let mut transport =
+        cairn_net::client(TransportKind::default(), &tls, ClientOptions::default())?;
+    if let Some(local) = &local {
+        transport = Arc::new(cairn_net::LocalFirstTransport::new(
+            local.clone(),
+            transport,
+            "gateway",
+            SocketAddr::new(opts.listen.ip(), 0),
+        ));
+    }
     let peers = Arc::new(Peers::new(RpcClient::new(transport), rings));
     // Every node of one `cairn up` has the same policies; a data directory from before the
     // erasure-coded policy has replication only.

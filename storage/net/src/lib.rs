@@ -12,6 +12,9 @@
 //! # Shape
 //! - [`Transport`]: `call(peer, Request) -> Response`, object safe; implemented by
 //!   [`QuicTransport`], [`TcpTransport`] and [`TestTransport`]. [`RpcClient`] adds typed calls.
+//!   [`LocalFirstTransport`] wraps one of them and calls handlers of the same process
+//!   ([`LocalServers`]) directly, without sockets or TLS (`cairn up` runs every node and the
+//!   gateway in one process).
 //! - [`Handler`]: the server side, `handle(CallContext, header, Body) -> Response`; the context
 //!   carries the request id and the peer's verified node name, and the server enters a
 //!   `rpc{request_id, peer}` tracing span around the handler.
@@ -34,6 +37,7 @@ mod der;
 mod error;
 mod exchange;
 pub mod limits;
+mod local;
 mod message;
 mod options;
 mod quic;
@@ -47,6 +51,7 @@ use std::sync::Arc;
 
 pub use body::{Body, BodySender, BodyStream};
 pub use error::NetError;
+pub use local::{LocalFirstTransport, LocalRegistration, LocalServers};
 pub use message::{
     CallContext, CallOptions, Handler, HandlerError, Request, RequestId, Response, RpcClient,
     Transport, decode_request,

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_engine::StorageEngine;
 use cairn_net::{
-    ClientOptions, NodeCert, RpcClient, ServerHandle, ServerOptions, TlsIdentity, TransportKind,
+    ClientOptions, LocalFirstTransport, LocalRegistration, LocalServers, NodeCert, RpcClient,
+    ServerHandle, ServerOptions, TlsIdentity, TransportKind,
 };
 use cairn_ring::{PartitionRing, PathHasher};
 use tokio::task::JoinHandle;
@@ -55,6 +56,8 @@ pub struct RunningNode {
     pub peers: Arc<Peers>,
     pub metrics: Arc<NodeMetrics>,
     server: Option<ServerHandle>,
+    /// In-process calls reach the node while this is held.
+    local: Option<LocalRegistration>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -68,6 +71,7 @@ impl RunningNode {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        self.local = None;
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
@@ -165,16 +169,18 @@ where
         Some(meta) => Some(Arc::new(cairn_meta::AnyMetaStore::open(meta).await?)),
         None => None,
     };
-    start_node_with_meta(config, open, meta).await
+    start_node_with_meta(config, open, meta, None).await
 }
 
 /// [`start_node`] with an already open control-plane store (its `[meta]` section is ignored).
 /// The all-in-one `cairn up` runs several nodes in one process over one embedded store, which
-/// only one opener may hold.
+/// only one opener may hold. With `local`, the node also serves the calls of this process
+/// in-process, and calls this process's other servers so (see `cairn_net::LocalServers`).
 pub async fn start_node_with_meta<E, F, Fut>(
     config: &NodeConfig,
     open: F,
     meta: Option<Arc<cairn_meta::AnyMetaStore>>,
+    local: Option<LocalServers>,
 ) -> Result<RunningNode, NodeError>
 where
     E: StorageEngine,
@@ -207,7 +213,15 @@ where
     }
     let devices = Arc::new(DeviceSet::new(engines));
     let metrics = NodeMetrics::new();
-    let transport = cairn_net::client(kind, &identity, ClientOptions::default())?;
+    let mut transport = cairn_net::client(kind, &identity, ClientOptions::default())?;
+    if let Some(local) = &local {
+        transport = Arc::new(LocalFirstTransport::new(
+            local.clone(),
+            transport,
+            &config.node_name(),
+            advertised,
+        ));
+    }
     let peers = Arc::new(Peers::new(RpcClient::new(transport), rings));
     let listing = Arc::new(ListingUpdater::new(
         devices.clone(),
@@ -219,11 +233,19 @@ where
         kind,
         &identity,
         config.listen,
-        service,
+        service.clone(),
         ServerOptions::default(),
     )
     .await?;
     let rpc_addr = server.local_addr();
+    let local_registration = local.map(|l| {
+        l.register(
+            &[advertised, rpc_addr],
+            &config.node_name(),
+            service,
+            &ServerOptions::default(),
+        )
+    });
     let mut tasks = Vec::new();
 
     if config.replicator.enabled {
@@ -341,6 +363,7 @@ where
         peers,
         metrics,
         server: Some(server),
+        local: local_registration,
         tasks,
     })
 }

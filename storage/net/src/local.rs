@@ -1,0 +1,218 @@
+//! Calls between servers and clients of one process, without sockets.
+//!
+//! `cairn up` runs three storage nodes, the S3/Swift gateway and the NBD server in one process.
+//! Over TCP+TLS every byte a gateway hands a node would be encrypted, copied through loopback
+//! and decrypted again inside that same process: for a large object, TLS and socket copies are
+//! about a third of the server's CPU. A [`LocalFirstTransport`] hands a call to a handler of the
+//! same process directly (the same handler code, the same request header bytes and body
+//! channel) and sends everything else over its inner transport.
+//!
+//! What stays the same as over the wire: the per-call timeout (to the response head), the
+//! handler's concurrent-request limit (`TooBusy` when it is reached), header size limits, a
+//! `rpc{request_id, peer}` span around the handler, and a handler that fails or panics failing
+//! only its call. What does not apply: TLS. Both ends are code of one process, so there is no
+//! peer to authenticate; a process only reaches its own handlers this way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::error::NetError;
+use crate::limits;
+use crate::message::{CallContext, DynHandler, Handler, Request, Response, Transport};
+use crate::options::ServerOptions;
+
+struct LocalServer {
+    name: Arc<str>,
+    handler: Arc<dyn DynHandler>,
+    /// Like a socket server's: excess calls are refused at once.
+    permits: Arc<Semaphore>,
+}
+
+/// The handlers this process serves, by the address peers dial them at. Clone freely.
+#[derive(Clone, Default)]
+pub struct LocalServers {
+    servers: Arc<RwLock<HashMap<SocketAddr, Arc<LocalServer>>>>,
+}
+
+impl std::fmt::Debug for LocalServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<SocketAddr> = match self.servers.read() {
+            Ok(s) => s.keys().copied().collect(),
+            Err(poisoned) => poisoned.into_inner().keys().copied().collect(),
+        };
+        f.debug_struct("LocalServers")
+            .field("addrs", &addrs)
+            .finish()
+    }
+}
+
+/// Keeps a handler reachable in-process; dropping it takes the handler off (as stopping a
+/// server closes its socket).
+#[must_use = "the handler is unregistered when this is dropped"]
+pub struct LocalRegistration {
+    servers: LocalServers,
+    addrs: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for LocalRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRegistration")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+impl Drop for LocalRegistration {
+    fn drop(&mut self) {
+        self.servers.with_mut(|s| {
+            for a in &self.addrs {
+                s.remove(a);
+            }
+        });
+    }
+}
+
+impl LocalServers {
+    pub fn new() -> LocalServers {
+        LocalServers::default()
+    }
+
+    fn with_mut<T>(&self, f: impl FnOnce(&mut HashMap<SocketAddr, Arc<LocalServer>>) -> T) -> T {
+        let mut guard = match self.servers.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    fn get(&self, addr: &SocketAddr) -> Option<Arc<LocalServer>> {
+        match self.servers.read() {
+            Ok(s) => s.get(addr).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(addr).cloned(),
+        }
+    }
+
+    /// Serves `handler` in-process at every address in `addrs` (the addresses peers dial for
+    /// the same handler's socket server), under node name `name`.
+    pub fn register<H: Handler>(
+        &self,
+        addrs: &[SocketAddr],
+        name: &str,
+        handler: H,
+        opts: &ServerOptions,
+    ) -> LocalRegistration {
+        let server = Arc::new(LocalServer {
+            name: Arc::from(name),
+            handler: Arc::new(handler),
+            permits: Arc::new(Semaphore::new(opts.concurrent_requests_max)),
+        });
+        self.with_mut(|s| {
+            for a in addrs {
+                s.insert(*a, server.clone());
+            }
+        });
+        LocalRegistration {
+            servers: self.clone(),
+            addrs: addrs.to_vec(),
+        }
+    }
+}
+
+/// Calls handlers of this process directly and everything else over `inner`.
+#[derive(Debug)]
+pub struct LocalFirstTransport {
+    local: LocalServers,
+    inner: Arc<dyn Transport>,
+    /// What local handlers see as the caller (`CallContext::peer_name` / `peer_addr`).
+    caller_name: Arc<str>,
+    caller_addr: SocketAddr,
+}
+
+impl LocalFirstTransport {
+    pub fn new(
+        local: LocalServers,
+        inner: Arc<dyn Transport>,
+        caller_name: &str,
+        caller_addr: SocketAddr,
+    ) -> LocalFirstTransport {
+        LocalFirstTransport {
+            local,
+            inner,
+            caller_name: Arc::from(caller_name),
+            caller_addr,
+        }
+    }
+
+    async fn call_local(
+        &self,
+        server: Arc<LocalServer>,
+        peer: SocketAddr,
+        req: Request,
+    ) -> Result<Response, NetError> {
+        if req.header.len() > limits::HEADER_BYTES_MAX {
+            return Err(NetError::protocol(format!(
+                "request header of {} bytes is over {}",
+                req.header.len(),
+                limits::HEADER_BYTES_MAX
+            )));
+        }
+        let timeout_ms = req.timeout_ms();
+        let timeout = Duration::from_millis(timeout_ms);
+        let Ok(permit) = server.permits.clone().try_acquire_owned() else {
+            return Err(NetError::TooBusy {
+                peer,
+                reason: "server at concurrent request limit".into(),
+            });
+        };
+        let ctx = CallContext {
+            request_id: req.id,
+            peer_addr: self.caller_addr,
+            peer_name: self.caller_name.clone(),
+            timeout,
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %req.id,
+            peer = %self.caller_name,
+            to = %server.name,
+            local = true
+        );
+        // Its own task, as on a server: a panicking handler fails this call only, and the
+        // handler's work does not ride on the caller's polling.
+        let handler = server.handler.clone();
+        let task = tokio::spawn(
+            async move {
+                let result = handler.handle_dyn(ctx, req.header, req.body).await;
+                drop(permit);
+                result
+            }
+            .instrument(span),
+        );
+        let abort = task.abort_handle();
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(e))) => Err(NetError::Remote(e.message)),
+            Ok(Err(join)) => Err(NetError::Remote(format!("handler failed: {join}"))),
+            Err(_) => {
+                // A socket server drops a handler that misses the caller's deadline too.
+                abort.abort();
+                Err(NetError::Timeout { peer, timeout_ms })
+            }
+        }
+    }
+}
+
+impl Transport for LocalFirstTransport {
+    fn call(&self, peer: SocketAddr, req: Request) -> BoxFuture<'_, Result<Response, NetError>> {
+        match self.local.get(&peer) {
+            Some(server) => Box::pin(self.call_local(server, peer, req)),
+            None => self.inner.call(peer, req),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! In-process calls: a `LocalFirstTransport` reaches this process's handlers without sockets,
+//! with the socket servers' limits, and everything else through its inner transport.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_net::{
+    Body, CallContext, CallOptions, Handler, HandlerError, LocalFirstTransport, LocalServers,
+    NetError, Response, RpcClient, ServerOptions, TestNetwork,
+};
+use common::*;
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, n], 6000))
+}
+
+const SHORT: CallOptions = CallOptions {
+    timeout: Duration::from_millis(500),
+    request_id: None,
+};
+
+/// A client at node 9 whose process serves node 1 locally; node 2 is only on the test network.
+fn setup(
+    opts: &ServerOptions,
+) -> (
+    LocalServers,
+    cairn_net::LocalRegistration,
+    TestHandler,
+    TestHandler,
+    RpcClient,
+) {
+    let net = TestNetwork::new(1);
+    let remote = TestHandler::default();
+    net.register(addr(2), "node-2", remote.clone());
+    let local = LocalServers::new();
+    let here = TestHandler::default();
+    let reg = local.register(&[addr(1)], "node-1", here.clone(), opts);
+    let transport = LocalFirstTransport::new(
+        local.clone(),
+        Arc::new(net.transport(addr(9), "node-9")),
+        "node-9",
+        addr(9),
+    );
+    (
+        local,
+        reg,
+        here,
+        remote,
+        RpcClient::new(Arc::new(transport)),
+    )
+}
+
+#[tokio::test]
+async fn local_handlers_are_called_directly_and_others_over_the_inner_transport() {
+    let (_local, reg, here, remote, client) = setup(&ServerOptions::default());
+    for to in [1, 2] {
+        let (reply, _) = client
+            .call_with::<_, Reply>(addr(to), &Msg::Echo("x".into()), Body::Empty, SHORT)
+            .await
+            .unwrap();
+        let Reply::Echo { peer_name, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(peer_name, "node-9");
+    }
+    assert_eq!(here.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(remote.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Streamed bodies both ways.
+    let body = stream_pattern(3 << 20, 100_000).await;
+    let (reply, _) = client
+        .call_with::<_, Reply>(addr(1), &Msg::Sink, body, SHORT)
+        .await
+        .unwrap();
+    let (_, expected) = sink(stream_pattern(3 << 20, 100_000).await).await.unwrap();
+    assert_eq!(
+        reply,
+        Reply::Sunk {
+            bytes: 3 << 20,
+            checksum: expected
+        }
+    );
+    let (reply, body) = client
+        .call_with::<_, Reply>(addr(1), &Msg::Source(1 << 20), Body::Empty, SHORT)
+        .await
+        .unwrap();
+    assert_eq!(reply, Reply::Sourced);
+    assert_eq!(sink(body).await.unwrap().0, 1 << 20);
+    // Unregistered: the address is no longer served here (nor on the test network).
+    drop(reg);
+    let gone = client
+        .call_with::<_, Reply>(addr(1), &Msg::Echo("x".into()), Body::Empty, SHORT)
+        .await;
+    assert!(
+        matches!(gone, Err(NetError::Unreachable { .. })),
+        "{gone:?}"
+    );
+}
+
+#[tokio::test]
+async fn local_calls_keep_the_servers_limits() {
+    let opts = ServerOptions {
+        concurrent_requests_max: 1,
+    };
+    let (_local, _reg, _here, _remote, client) = setup(&opts);
+    // A handler slower than the caller's deadline: the call times out.
+    let slow = client
+        .call_with::<_, Reply>(addr(1), &Msg::Sleep(2_000), Body::Empty, SHORT)
+        .await;
+    assert!(matches!(slow, Err(NetError::Timeout { .. })), "{slow:?}");
+    // The timed-out handler was dropped, so its slot is free again; hold it with another call.
+    let busy = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            c.call_with::<_, Reply>(addr(1), &Msg::Sleep(300), Body::Empty, SHORT)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = client
+        .call_with::<_, Reply>(addr(1), &Msg::Echo("x".into()), Body::Empty, SHORT)
+        .await;
+    assert!(
+        matches!(refused, Err(NetError::TooBusy { .. })),
+        "{refused:?}"
+    );
+    assert!(busy.await.unwrap().is_ok());
+    // A handler's refusal reaches the caller as over the wire.
+    let failed = client
+        .call_with::<_, Reply>(addr(1), &Msg::Fail("no".into()), Body::Empty, SHORT)
+        .await;
+    assert!(
+        matches!(&failed, Err(NetError::Remote(m)) if m == "no"),
+        "{failed:?}"
+    );
+}
+
+#[derive(Clone)]
+struct Panics;
+
+impl Handler for Panics {
+    async fn handle(
+        &self,
+        _ctx: CallContext,
+        header: Bytes,
+        _body: Body,
+    ) -> Result<Response, HandlerError> {
+        if header.len() < 1_000_000 {
+            panic!("handler bug");
+        }
+        Response::encode(&(), Body::Empty)
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_only_its_call() {
+    let local = LocalServers::new();
+    let _reg = local.register(&[addr(1)], "node-1", Panics, &ServerOptions::default());
+    let transport = LocalFirstTransport::new(
+        local,
+        Arc::new(TestNetwork::new(2).transport(addr(9), "node-9")),
+        "node-9",
+        addr(9),
+    );
+    let client = RpcClient::new(Arc::new(transport));
+    for _ in 0..2 {
+        let r = client
+            .call_with::<_, ()>(addr(1), &"hi", Body::Empty, SHORT)
+            .await;
+        assert!(
+            matches!(&r, Err(NetError::Remote(m)) if m.contains("panic")),
+            "{r:?}"
+        );
+    }
+}
