@@ -5,7 +5,7 @@
 
 Prints, per (op, size, concurrency) cell: ops/s, MiB/s, p50, p99 for both systems and the
 Cairn/Swift ratio of ops/s and MiB/s; then the CPU each side used (server process trees,
-the load generator's worker processes, the whole machine); then the issue's targets, cell by cell.
+the load generator, the whole machine); then the issue's targets, cell by cell.
 """
 import json
 import math
@@ -98,7 +98,8 @@ def main():
 
     print()
     print("CPU during each phase (100%% = one core; the machine has %s): server = the system's process "
-          "tree, client = loadgen's worker processes, machine = everything on the box." % cmeta.get("cpus"))
+          "tree, client = the load generator (s3load's process, or loadgen.py's worker processes), "
+          "machine = everything on the box." % cmeta.get("cpus"))
     print()
     print("| op | size | conc | Cairn server % | Cairn client % | machine % | Cairn server ms/op | client ms/op "
           "| Swift server % | Swift client % | machine % | Swift server ms/op | client ms/op |")

@@ -2,7 +2,9 @@
 # S3 gateway benchmark, side by side in one run: Cairn's all-in-one cluster (`cairn up`: 3
 # storage nodes, 3 replicas, S3 gateway, one process) against OpenStack Swift with s3api
 # (3 replicas, 4 devices in 4 zones, /work/shared/peers/swift/setup.sh), both driven by the same
-# load generator (bench/gateway/loadgen.py, boto3, one process per concurrent client).
+# load generator: by default the native one (bench/gateway/s3load, Rust, one keep-alive
+# connection per concurrent client), or with LOADGEN=boto3 bench/gateway/loadgen.py (boto3, one
+# process per concurrent client). Both take the same flags and write the same JSON.
 #
 #   bench/gateway/run.sh                  # build, start both, measure, print, stop both
 #
@@ -16,7 +18,9 @@
 #   BENCH_DIR    where data and logs go    default ${TMPDIR:-/tmp}
 #   SWIFT_STORAGE dir (default: plain directories on the same filesystem as Cairn's data) | xfs
 #   SWIFT_PROXY_PORT / SWIFT_PORT_BASE / MEMCACHE_PORT   default 18480 / 16400 / 11411
-#   PYTHON       interpreter with boto3    default python3
+#   LOADGEN      native | boto3            default native (bench/gateway/s3load, built here)
+#   CAIRN_UP_ARGS extra `cairn up` flags, e.g. --no-local-calls (node calls over TCP+TLS)
+#   PYTHON       interpreter (compare.py; with boto3 for LOADGEN=boto3)  default python3
 #   KEEP=1       keep $OUT (Cairn's data dir, logs, JSON) after the run, and Swift's work dir
 #                (stop.sh reads KEEP too)
 # The whole run is bounded: each loadgen invocation is killed after LOADGEN_TIMEOUT seconds
@@ -32,6 +36,11 @@ CONCURRENCY="${CONCURRENCY:-1,16}"
 MAX_SECONDS="${MAX_SECONDS:-15}"
 LOADGEN_TIMEOUT="${LOADGEN_TIMEOUT:-600}"
 PY="${PYTHON:-python3}"
+LOADGEN="${LOADGEN:-native}"
+case "$LOADGEN" in
+  native|boto3) ;;
+  *) printf '[gateway-bench] LOADGEN must be native or boto3, not %s\n' "$LOADGEN" >&2; exit 2 ;;
+esac
 BENCH_DIR="${BENCH_DIR:-${TMPDIR:-/tmp}}"
 SWIFT_DIR="$(cd "$ROOT/../shared/peers/swift" && pwd)"
 OUT="$(mktemp -d "$BENCH_DIR/cairn-bench-gateway.XXXXXX")"
@@ -78,6 +87,11 @@ trap 'exit 130' INT TERM
 log "building cairn (release)"
 cargo build --release -p cairn-gateway >&2
 CAIRN="$CARGO_TARGET_DIR/release/cairn"
+if [ "$LOADGEN" = native ]; then
+  log "building the native load generator cairn-s3load (release)"
+  cargo build --release -p cairn-s3load >&2
+  S3LOAD="$CARGO_TARGET_DIR/release/s3load"
+fi
 
 # ------------------------------------------------------------------ Swift
 swift_env=""
@@ -103,7 +117,8 @@ SWIFT_PIDS="$(. "$swift_env"; echo "$SWIFT_ANCHOR_DIR")/pids"
 
 # ------------------------------------------------------------------ Cairn
 log "starting cairn up in $OUT/cairn-data"
-"$CAIRN" up --data-dir "$OUT/cairn-data" --s3-port 0 >"$OUT/cairn-up.out" 2>"$OUT/cairn-up.log" </dev/null &
+# shellcheck disable=SC2086 # CAIRN_UP_ARGS is a list of flags
+"$CAIRN" up --data-dir "$OUT/cairn-data" --s3-port 0 --nbd-port 0 ${CAIRN_UP_ARGS:-} >"$OUT/cairn-up.out" 2>"$OUT/cairn-up.log" </dev/null &
 CAIRN_PID=$!
 for _ in $(seq 1 240); do
   grep -q '^cairn-up ready' "$OUT/cairn-up.log" 2>/dev/null && break
@@ -118,21 +133,26 @@ print(s["endpoint"], s["region"], s["access_key"], s["secret_key"])' "$OUT/cairn
 log "cairn up ready at $CAIRN_ENDPOINT (pid $CAIRN_PID)"
 
 # ------------------------------------------------------------------ header
-echo "command: bench/gateway/run.sh  (SIZES=$SIZES CONCURRENCY=$CONCURRENCY MAX_SECONDS=$MAX_SECONDS)"
+echo "command: bench/gateway/run.sh  (LOADGEN=$LOADGEN SIZES=$SIZES CONCURRENCY=$CONCURRENCY MAX_SECONDS=$MAX_SECONDS)"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, kernel $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "data: $BENCH_DIR on $(stat -f -c %T "$BENCH_DIR") ($(df --output=source "$BENCH_DIR" | tail -1)); Swift storage=$SWIFT_STORAGE"
-echo "cairn: $("$CAIRN" --version), \`cairn up\` (3 nodes, 3 replicas, gateway in one process), $CAIRN_ENDPOINT"
+echo "cairn: $("$CAIRN" --version), \`cairn up ${CAIRN_UP_ARGS:-}\` (3 nodes, 3 replicas, gateway in one process), $CAIRN_ENDPOINT"
 echo "swift: python3-swift $(dpkg-query -W -f='${Version}' python3-swift 2>/dev/null), s3api+tempauth, proxy workers ${SWIFT_PROXY_WORKERS:-2}, 1 worker per storage server, 4 devices, 3 replicas, $SWIFT_ENDPOINT"
-echo "client: $HERE/loadgen.py with $("$PY" -c 'import sys, boto3; print("Python %d.%d.%d" % sys.version_info[:3], "boto3", boto3.__version__)'), one process per concurrent client"
+if [ "$LOADGEN" = native ]; then
+  echo "client: native (LOADGEN=native): $S3LOAD (cairn-s3load, Rust, hyper HTTP/1.1, tokio with 2 worker threads, one keep-alive connection per concurrent client)"
+else
+  echo "client: boto3 (LOADGEN=boto3): $HERE/loadgen.py with $("$PY" -c 'import sys, boto3; print("Python %d.%d.%d" % sys.version_info[:3], "boto3", boto3.__version__)'), one process per concurrent client"
+fi
 echo
 
 run_loadgen() {  # label endpoint region ak sk cpu-pids json
-  local rc=0
-  timeout -k 10 "$LOADGEN_TIMEOUT" "$PY" "$HERE/loadgen.py" --label "$1" --endpoint "$2" --region "$3" \
+  local rc=0 cmd
+  if [ "$LOADGEN" = native ]; then cmd=("$S3LOAD"); else cmd=("$PY" "$HERE/loadgen.py"); fi
+  timeout -k 10 "$LOADGEN_TIMEOUT" "${cmd[@]}" --label "$1" --endpoint "$2" --region "$3" \
     --access-key "$4" --secret-key "$5" --cpu-pids "$6" --json-out "$7" \
     --sizes "$SIZES" --concurrency "$CONCURRENCY" --max-seconds "$MAX_SECONDS" >&2 || rc=$?
-  [ "$rc" = 0 ] || log "loadgen against $1 exited with $rc (1 = some requests failed)"
+  [ "$rc" = 0 ] || log "loadgen ($LOADGEN) against $1 exited with $rc (1 = some requests failed; s3load: 2 = could not start)"
 }
 
 # Cairn first, then stop it so its background work (replicator, auditor) does not take CPU
