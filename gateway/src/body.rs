@@ -192,39 +192,32 @@ where
     (out, task, cell)
 }
 
-/// Chunks queued for a body's hashing thread: with 256 KiB chunks, 2 MiB.
-const DIGEST_QUEUE_CHUNKS: usize = 8;
-
 /// How a body is hashed on its way in. MD5 is the costliest step of an upload (~2.2 ms of CPU
-/// per MiB here, against ~0.9 for the signature's SHA-256): a body larger than one forwarded
-/// chunk is hashed on a blocking thread, in order, while the ingest task decodes, checks the
-/// signature and forwards the next chunks, so the steps overlap instead of adding up and the
-/// async workers stay free. A body of one chunk is hashed inline (a thread handoff would cost
-/// more than the hashing).
+/// per MiB here, against ~0.9 for the signature's SHA-256): each forwarded chunk of a body
+/// larger than one chunk is hashed on the blocking pool while the ingest task decodes, checks
+/// the signature and forwards, so the steps overlap instead of adding up and the async workers
+/// stay free. One chunk is hashed at a time, in order (the next waits for the previous), so an
+/// upload holds a blocking thread only while there is hashing to do and never queues more than
+/// one chunk. A body of one chunk is hashed inline (a thread handoff would cost more).
 enum BodyHashing {
     Inline(Box<BodyDigester>),
     Piped {
-        chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
-        hasher: JoinHandle<BodyDigest>,
+        /// The digester, when no chunk is being hashed.
+        idle: Option<Box<BodyDigester>>,
+        /// The chunk being hashed; it hands the digester back.
+        busy: Option<JoinHandle<Box<BodyDigester>>>,
     },
 }
 
 impl BodyHashing {
     fn for_size(size: u64) -> BodyHashing {
         if size <= INGEST_CHUNK_BYTES as u64 {
-            return BodyHashing::Inline(Box::default());
-        }
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_QUEUE_CHUNKS);
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut digester = BodyDigester::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                digester.update(&chunk);
+            BodyHashing::Inline(Box::default())
+        } else {
+            BodyHashing::Piped {
+                idle: Some(Box::default()),
+                busy: None,
             }
-            digester.finish()
-        });
-        BodyHashing::Piped {
-            chunks: Some(chunks),
-            hasher,
         }
     }
 
@@ -237,25 +230,37 @@ impl BodyHashing {
     }
 
     /// Hashes a forwarded chunk (piped hashing only; inline hashing saw its pieces already).
+    /// Waits for the previous chunk's hashing first. A failed hashing job leaves no digester,
+    /// and `finish` then reports no digest.
     async fn update(&mut self, chunk: &Bytes) {
-        if let BodyHashing::Piped { chunks, .. } = self
-            && let Some(tx) = chunks
-            && !chunk.is_empty()
-            && tx.send(chunk.clone()).await.is_err()
-        {
-            // The hashing thread is gone: `finish` reports no digest.
-            *chunks = None;
+        let BodyHashing::Piped { idle, busy } = self else {
+            return;
+        };
+        if chunk.is_empty() {
+            return;
+        }
+        if let Some(job) = busy.take() {
+            *idle = job.await.ok();
+        }
+        if let Some(mut digester) = idle.take() {
+            let chunk = chunk.clone();
+            *busy = Some(tokio::task::spawn_blocking(move || {
+                digester.update(&chunk);
+                digester
+            }));
         }
     }
 
-    /// The digest; `None` if the hashing thread failed.
+    /// The digest; `None` if a hashing job failed.
     async fn finish(self) -> Option<BodyDigest> {
         match self {
             BodyHashing::Inline(d) => Some(d.finish()),
-            BodyHashing::Piped { chunks: None, .. } => None,
-            BodyHashing::Piped { chunks, hasher } => {
-                drop(chunks);
-                hasher.await.ok()
+            BodyHashing::Piped { idle, busy } => {
+                let digester = match busy {
+                    Some(job) => job.await.ok()?,
+                    None => idle?,
+                };
+                Some(digester.finish())
             }
         }
     }

@@ -141,11 +141,16 @@ pub const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Containers remembered at most; the cache is cleared when full.
 pub const CONTAINER_CACHE_ENTRIES: usize = 10_000;
 
+/// How long a container is remembered as absent by [`ObjectLayer::container_exists_cached`].
+/// Only used where a wrong "absent" costs garbage, not correctness.
+pub const ABSENT_CONTAINER_CACHE_TTL: Duration = Duration::from_secs(10);
+
 /// The shared object layer.
 #[derive(Debug, Clone)]
 pub struct ObjectLayer {
     client: Arc<ClusterClient>,
     seen: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    absent: Arc<Mutex<HashMap<(String, String), Instant>>>,
 }
 
 pub fn now_unix_s() -> u64 {
@@ -160,6 +165,47 @@ impl ObjectLayer {
         ObjectLayer {
             client,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            absent: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// [`Self::container_exists`], also remembering absence for
+    /// [`ABSENT_CONTAINER_CACHE_TTL`]: for checks on every write where a stale "absent"
+    /// only leaves garbage behind (another gateway may have created the container since).
+    pub async fn container_exists_cached(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<bool, ClientError> {
+        let key = (account.to_string(), container.to_string());
+        if let Ok(absent) = self.absent.lock()
+            && absent
+                .get(&key)
+                .is_some_and(|t| t.elapsed() < ABSENT_CONTAINER_CACHE_TTL)
+        {
+            return Ok(false);
+        }
+        let exists = self.container_exists(account, container).await?;
+        if !exists && let Ok(mut absent) = self.absent.lock() {
+            if absent.len() >= CONTAINER_CACHE_ENTRIES {
+                absent.clear();
+            }
+            absent.insert(key, Instant::now());
+        }
+        Ok(exists)
+    }
+
+    /// Remembers a container this gateway just created.
+    pub fn note_container(&self, account: &str, container: &str) {
+        let key = (account.to_string(), container.to_string());
+        if let Ok(mut absent) = self.absent.lock() {
+            absent.remove(&key);
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= CONTAINER_CACHE_ENTRIES {
+                seen.clear();
+            }
+            seen.insert(key, Instant::now());
         }
     }
 
@@ -195,6 +241,9 @@ impl ObjectLayer {
     pub fn forget_container(&self, account: &str, container: &str) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.remove(&(account.to_string(), container.to_string()));
+        }
+        if let Ok(mut absent) = self.absent.lock() {
+            absent.remove(&(account.to_string(), container.to_string()));
         }
     }
 

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -155,6 +156,47 @@ s3.upload_part(Bucket=bucket, Key="aborted", UploadId=up2, PartNumber=1, Body=b"
 s3.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=up2)
 assert not any(u["UploadId"] == up2 for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 check("multipart: parts, copy part, list parts/uploads, validation, complete, ranged read, abort")
+
+
+def swift_session():
+    sw = ep["swift"]
+    r = urllib.request.urlopen(urllib.request.Request(
+        sw["auth_url"], headers={"X-Auth-User": sw["user"], "X-Auth-Key": sw["key"]}))
+    return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+
+
+def part_names(prefix):
+    """The part objects under `prefix` in the bucket's segments container (Swift's view)."""
+    url, token = swift_session()
+    q = urllib.parse.quote(bucket + "+segments", safe="") + "?format=json&prefix=" + urllib.parse.quote(prefix)
+    r = urllib.request.urlopen(urllib.request.Request(url + "/" + q, headers={"X-Auth-Token": token}))
+    return sorted(o["name"] for o in json.loads(r.read() or b"[]"))
+
+
+def parts_settle(prefix, want):
+    """Waits (bounded) until the listing shows exactly `want` (deletions reach the last
+    listing replica a moment after the write's quorum answered)."""
+    for _ in range(50):
+        got = part_names(prefix)
+        if got == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError("parts under %s: %s, expected %s" % (prefix, got, want))
+
+
+# Replacing a multipart object drops its parts: by another multipart upload, then by a PUT.
+parts_settle(key + "/" + uid + "/", [key + "/" + uid + "/00001", key + "/" + uid + "/00003"])
+up3 = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+e = s3.upload_part(Bucket=bucket, Key=key, UploadId=up3, PartNumber=1, Body=b"new parts")["ETag"]
+s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up3,
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"new parts"
+parts_settle(key + "/" + uid + "/", [])
+assert len(part_names(key + "/" + up3 + "/")) == 1
+s3.put_object(Bucket=bucket, Key=key, Body=b"plain now")
+parts_settle(key + "/", [])
+assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"plain now"
+check("replacing a multipart object (by multipart or PUT) deletes its old parts")
 
 # Listings: 2,500 keys paginated (v2 and v1), delimiter, start-after, url encoding.
 lb = "list-" + uuid.uuid4().hex[:12]

@@ -46,6 +46,60 @@ fn part_name(key: &str, upload_id: &str, part: u32) -> String {
     format!("{key}/{upload_id}/{part:05}")
 }
 
+/// The parts of the completed multipart upload now stored at `key`, if it is one: an object
+/// owns its parts in S3, so they go when it is replaced. Bounded look-ups: nothing at all
+/// unless the bucket ever had a multipart upload (its segments container exists).
+pub(crate) async fn parts_to_replace(
+    ctx: &RequestCtx,
+    account: &str,
+    bucket: &str,
+    key: &str,
+) -> Option<SloManifest> {
+    let objects = &ctx.state.objects;
+    let segments = segments_container(bucket);
+    if !objects
+        .container_exists_cached(account, &segments)
+        .await
+        .unwrap_or(false)
+    {
+        return None;
+    }
+    // HEAD first: opening a plain object would start reading its bytes.
+    let head = objects.head(account, bucket, key).await.ok()??;
+    if head.manifest_kind() != Some("mpu") {
+        return None;
+    }
+    let open = objects.open(account, bucket, key, true).await.ok()??;
+    let crate::objects::Opened::Manifest(manifest) = open.opened else {
+        return None;
+    };
+    // Only parts this key's uploads created: a manifest naming anything else is not ours to
+    // clean up.
+    let own = format!("{key}/");
+    let segments_of_key: Vec<SloSegment> = manifest
+        .segments
+        .into_iter()
+        .filter(|s| s.container == segments && s.object.starts_with(&own))
+        .collect();
+    Some(SloManifest {
+        segments: segments_of_key,
+    })
+}
+
+/// Deletes the parts of an object that a write just replaced (best effort: a failure leaves
+/// garbage, never a broken object).
+pub(crate) async fn drop_replaced_parts(
+    ctx: &RequestCtx,
+    account: &str,
+    parts: Option<SloManifest>,
+) {
+    if let Some(parts) = parts
+        && !parts.segments.is_empty()
+    {
+        ctx.state.objects.delete_segments(account, &parts).await;
+    }
+}
+
 fn no_such_upload(upload_id: &str) -> S3Error {
     err(
         S3ErrorCode::NoSuchUpload,
@@ -130,6 +184,7 @@ async fn create(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S
             .await
             .map_err(cluster_error)?;
     }
+    ctx.state.objects.note_container(&req.account, &segments);
     let upload_id = crate::cluster::random_hex(16)
         .map_err(|e| err(S3ErrorCode::InternalError, e.to_string()))?;
     let mut meta = meta_from_headers(req)?;
@@ -416,11 +471,13 @@ async fn complete(
         user_meta: meta,
         digest: None,
     };
+    let replaced = parts_to_replace(ctx, &req.account, bucket, key).await;
     ctx.state
         .objects
         .put(put, cairn_net::Body::Full(json.into()))
         .await
         .map_err(cluster_error)?;
+    drop_replaced_parts(ctx, &req.account, replaced).await;
     // Parts left out of the object, and the marker, are no longer needed.
     let used: std::collections::BTreeSet<u32> = requested.iter().map(|p| p.part_number).collect();
     let client = ctx.state.objects.client();

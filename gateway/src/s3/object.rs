@@ -172,7 +172,10 @@ async fn put(
         user_meta: meta,
         digest: None,
     };
-    write_streamed(ctx, put, decoder, body, size).await
+    let replaced = super::multipart::parts_to_replace(ctx, &req.account, bucket, key).await;
+    let answer = write_streamed(ctx, put, decoder, body, size).await?;
+    super::multipart::drop_replaced_parts(ctx, &req.account, replaced).await;
+    Ok(answer)
 }
 
 /// Streams a request body into a write (an object or a part) and answers as S3 does: the
@@ -400,6 +403,9 @@ async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3R
         (meta, info.meta.content_type.clone())
     };
     let size = open.opened.size();
+    // The source's bytes are all read before the write completes, so replacing a multipart
+    // object by a copy of itself may drop its old parts afterwards.
+    let replaced = super::multipart::parts_to_replace(ctx, &req.account, bucket, key).await;
     let body = read_opened(ctx, &req.account, open.opened, None).await?;
     let put = ObjectPut {
         account: req.account.clone(),
@@ -416,6 +422,7 @@ async fn copy(ctx: &RequestCtx, req: &S3Request, bucket: &str, key: &str) -> S3R
         .put(put, body)
         .await
         .map_err(cluster_error)?;
+    super::multipart::drop_replaced_parts(ctx, &req.account, replaced).await;
     let etag = ctx
         .state
         .objects

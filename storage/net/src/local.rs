@@ -7,11 +7,18 @@
 //! same process directly (the same handler code, the same request header bytes and body
 //! channel) and sends everything else over its inner transport.
 //!
-//! What stays the same as over the wire: the per-call timeout (to the response head), the
-//! handler's concurrent-request limit (`TooBusy` when it is reached), header size limits, a
-//! `rpc{request_id, peer}` span around the handler, and a handler that fails or panics failing
-//! only its call. What does not apply: TLS. Both ends are code of one process, so there is no
-//! peer to authenticate; a process only reaches its own handlers this way.
+//! What stays the same as over the wire: the per-call timeout (to the response head); a body
+//! that stalls for `BODY_CHUNK_IDLE_TIMEOUT_MS` fails (either direction); the caller's in-flight
+//! limit per peer (excess calls wait, within their timeout) and the handler's concurrent-request
+//! limit (`TooBusy` when it is reached), both held until the response body has been read; header
+//! size limits; a `rpc{request_id, peer}` span around the handler; a handler that fails or
+//! panics fails only its call.
+//!
+//! What differs: no TLS (both ends are code of one process, so there is no peer to authenticate;
+//! a process only reaches its own handlers this way); a caller that drops its call future does
+//! not cut the request body short (its producer keeps feeding the handler, which may complete
+//! the call: callers that need to cancel abort the body's producer); unregistering a handler
+//! stops new calls, while calls in progress run to their end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,13 +26,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::body::Body;
 use crate::error::NetError;
 use crate::limits;
 use crate::message::{CallContext, DynHandler, Handler, Request, Response, Transport};
-use crate::options::ServerOptions;
+use crate::options::{ClientOptions, ServerOptions};
 
 struct LocalServer {
     name: Arc<str>,
@@ -58,6 +66,7 @@ impl std::fmt::Debug for LocalServers {
 pub struct LocalRegistration {
     servers: LocalServers,
     addrs: Vec<SocketAddr>,
+    server: Option<Arc<LocalServer>>,
 }
 
 impl std::fmt::Debug for LocalRegistration {
@@ -70,9 +79,15 @@ impl std::fmt::Debug for LocalRegistration {
 
 impl Drop for LocalRegistration {
     fn drop(&mut self) {
+        let Some(mine) = &self.server else {
+            return;
+        };
         self.servers.with_mut(|s| {
             for a in &self.addrs {
-                s.remove(a);
+                // Only this registration's entry: a newer one at the same address stays.
+                if s.get(a).is_some_and(|e| Arc::ptr_eq(e, mine)) {
+                    s.remove(a);
+                }
             }
         });
     }
@@ -120,6 +135,7 @@ impl LocalServers {
         LocalRegistration {
             servers: self.clone(),
             addrs: addrs.to_vec(),
+            server: Some(server),
         }
     }
 }
@@ -132,6 +148,9 @@ pub struct LocalFirstTransport {
     /// What local handlers see as the caller (`CallContext::peer_name` / `peer_addr`).
     caller_name: Arc<str>,
     caller_addr: SocketAddr,
+    /// Local calls in flight per peer, like a socket client's (excess calls wait).
+    inflight: std::sync::Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    inflight_per_peer_max: usize,
 }
 
 impl LocalFirstTransport {
@@ -146,7 +165,19 @@ impl LocalFirstTransport {
             inner,
             caller_name: Arc::from(caller_name),
             caller_addr,
+            inflight: std::sync::Mutex::new(HashMap::new()),
+            inflight_per_peer_max: ClientOptions::default().inflight_per_peer_max,
         }
+    }
+
+    fn inflight_for(&self, peer: SocketAddr) -> Arc<Semaphore> {
+        let mut map = match self.inflight.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inflight_per_peer_max.max(1))))
+            .clone()
     }
 
     async fn call_local(
@@ -164,6 +195,14 @@ impl LocalFirstTransport {
         }
         let timeout_ms = req.timeout_ms();
         let timeout = Duration::from_millis(timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slot = tokio::time::timeout_at(deadline, self.inflight_for(peer).acquire_owned())
+            .await
+            .map_err(|_| NetError::Timeout { peer, timeout_ms })?
+            .map_err(|_| NetError::Unreachable {
+                peer,
+                reason: "in-flight limit closed".into(),
+            })?;
         let Ok(permit) = server.permits.clone().try_acquire_owned() else {
             return Err(NetError::TooBusy {
                 peer,
@@ -186,17 +225,17 @@ impl LocalFirstTransport {
         // Its own task, as on a server: a panicking handler fails this call only, and the
         // handler's work does not ride on the caller's polling.
         let handler = server.handler.clone();
+        let request_body = with_idle_timeout(req.body, Vec::new());
         let task = tokio::spawn(
-            async move {
-                let result = handler.handle_dyn(ctx, req.header, req.body).await;
-                drop(permit);
-                result
-            }
-            .instrument(span),
+            async move { handler.handle_dyn(ctx, req.header, request_body).await }.instrument(span),
         );
         let abort = task.abort_handle();
-        match tokio::time::timeout(timeout, task).await {
-            Ok(Ok(Ok(resp))) => Ok(resp),
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(resp))) => Ok(Response {
+                header: resp.header,
+                // Both limits stay taken until the caller has read the response body.
+                body: with_idle_timeout(resp.body, vec![slot, permit]),
+            }),
             Ok(Ok(Err(e))) => Err(NetError::Remote(e.message)),
             Ok(Err(join)) => Err(NetError::Remote(format!("handler failed: {join}"))),
             Err(_) => {
@@ -206,6 +245,52 @@ impl LocalFirstTransport {
             }
         }
     }
+}
+
+/// A streamed body passed on through a new channel that fails when either end stalls for
+/// `BODY_CHUNK_IDLE_TIMEOUT_MS` (as a socket transport's body would), holding `permits` until
+/// the body ended. Other bodies pass as they are (and the permits go at once).
+fn with_idle_timeout(body: Body, permits: Vec<OwnedSemaphorePermit>) -> Body {
+    let Body::Stream(_) = body else {
+        return body;
+    };
+    let (mut tx, out) = Body::channel();
+    tokio::spawn(async move {
+        let _permits = permits;
+        let mut body = body;
+        let idle = Duration::from_millis(limits::BODY_CHUNK_IDLE_TIMEOUT_MS);
+        let stalled = || {
+            NetError::protocol(format!(
+                "body stalled for {} ms",
+                limits::BODY_CHUNK_IDLE_TIMEOUT_MS
+            ))
+        };
+        loop {
+            match tokio::time::timeout(idle, body.next_chunk()).await {
+                // The producer stalled; dropping `body` tells it nobody reads any more. (Ending
+                // the body waits for room in the channel, so a stalled consumer bounds it too.)
+                Err(_) => {
+                    let _ = tokio::time::timeout(idle, tx.abort(stalled())).await;
+                    return;
+                }
+                Ok(None) => {
+                    let _ = tokio::time::timeout(idle, tx.finish()).await;
+                    return;
+                }
+                Ok(Some(Err(e))) => {
+                    let _ = tokio::time::timeout(idle, tx.abort(e)).await;
+                    return;
+                }
+                Ok(Some(Ok(chunk))) => match tokio::time::timeout(idle, tx.send(chunk)).await {
+                    // The consumer stalled or went away: dropping both ends fails the body for
+                    // it and stops the producer.
+                    Err(_) | Ok(Err(_)) => return,
+                    Ok(Ok(())) => {}
+                },
+            }
+        }
+    });
+    out
 }
 
 impl Transport for LocalFirstTransport {

@@ -180,3 +180,105 @@ async fn a_panicking_handler_fails_only_its_call() {
         );
     }
 }
+
+/// Answers with a streamed body that sends one chunk and then nothing.
+#[derive(Clone)]
+struct Stalls;
+
+impl Handler for Stalls {
+    async fn handle(
+        &self,
+        _ctx: CallContext,
+        _header: Bytes,
+        _body: Body,
+    ) -> Result<Response, HandlerError> {
+        let (mut tx, body) = Body::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b"first")).await;
+            // Held open, never finished: the body stalls.
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            drop(tx);
+        });
+        Response::encode(&(), body)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_local_body_fails_as_over_the_wire() {
+    let local = LocalServers::new();
+    let _reg = local.register(&[addr(1)], "node-1", Stalls, &ServerOptions::default());
+    let transport = LocalFirstTransport::new(
+        local,
+        Arc::new(TestNetwork::new(3).transport(addr(9), "node-9")),
+        "node-9",
+        addr(9),
+    );
+    let client = RpcClient::new(Arc::new(transport));
+    let ((), mut body) = client
+        .call_with::<_, ()>(addr(1), &"hi", Body::Empty, SHORT)
+        .await
+        .unwrap();
+    assert_eq!(body.next_chunk().await.unwrap().unwrap(), &b"first"[..]);
+    let started = tokio::time::Instant::now();
+    let stalled = body.next_chunk().await;
+    assert!(
+        matches!(&stalled, Some(Err(NetError::Protocol(m))) if m.contains("stalled")),
+        "{stalled:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(cairn_net::limits::BODY_CHUNK_IDLE_TIMEOUT_MS),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn excess_local_calls_wait_for_an_in_flight_slot_instead_of_failing() {
+    // The server would take 256 at once; the caller's own limit per peer (64) queues the rest.
+    let (_local, _reg, here, _remote, client) = setup(&ServerOptions::default());
+    let opts = CallOptions {
+        timeout: Duration::from_secs(10),
+        request_id: None,
+    };
+    let calls = (0..100).map(|_| {
+        let c = client.clone();
+        tokio::spawn(async move {
+            c.call_with::<_, Reply>(addr(1), &Msg::Sleep(50), Body::Empty, opts)
+                .await
+        })
+    });
+    for r in futures::future::join_all(calls).await {
+        assert!(r.unwrap().is_ok());
+    }
+    let most = here.active_max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= cairn_net::limits::CLIENT_INFLIGHT_PER_PEER_MAX_DEFAULT,
+        "{most} calls ran at once"
+    );
+}
+
+#[tokio::test]
+async fn dropping_an_old_registration_keeps_a_newer_one_at_the_same_address() {
+    let local = LocalServers::new();
+    let old = local.register(
+        &[addr(1)],
+        "old",
+        TestHandler::default(),
+        &ServerOptions::default(),
+    );
+    let newer = TestHandler::default();
+    let _new = local.register(&[addr(1)], "new", newer.clone(), &ServerOptions::default());
+    drop(old);
+    let transport = LocalFirstTransport::new(
+        local,
+        Arc::new(TestNetwork::new(4).transport(addr(9), "node-9")),
+        "node-9",
+        addr(9),
+    );
+    let client = RpcClient::new(Arc::new(transport));
+    client
+        .call_with::<_, Reply>(addr(1), &Msg::Echo("x".into()), Body::Empty, SHORT)
+        .await
+        .unwrap();
+    assert_eq!(newer.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
