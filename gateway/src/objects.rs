@@ -145,12 +145,31 @@ pub const CONTAINER_CACHE_ENTRIES: usize = 10_000;
 /// Only used where a wrong "absent" costs garbage, not correctness.
 pub const ABSENT_CONTAINER_CACHE_TTL: Duration = Duration::from_secs(10);
 
+type ContainerCache = Mutex<HashMap<(String, String), Instant>>;
+
+/// Whether `key` was recorded in `cache` less than `ttl` ago.
+fn cached_within(cache: &ContainerCache, key: &(String, String), ttl: Duration) -> bool {
+    cache
+        .lock()
+        .is_ok_and(|c| c.get(key).is_some_and(|t| t.elapsed() < ttl))
+}
+
+/// Records `key` now; a full cache is cleared first (bounded memory).
+fn remember(cache: &ContainerCache, key: (String, String)) {
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= CONTAINER_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, Instant::now());
+    }
+}
+
 /// The shared object layer.
 #[derive(Debug, Clone)]
 pub struct ObjectLayer {
     client: Arc<ClusterClient>,
-    seen: Arc<Mutex<HashMap<(String, String), Instant>>>,
-    absent: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    seen: Arc<ContainerCache>,
+    absent: Arc<ContainerCache>,
 }
 
 pub fn now_unix_s() -> u64 {
@@ -178,19 +197,12 @@ impl ObjectLayer {
         container: &str,
     ) -> Result<bool, ClientError> {
         let key = (account.to_string(), container.to_string());
-        if let Ok(absent) = self.absent.lock()
-            && absent
-                .get(&key)
-                .is_some_and(|t| t.elapsed() < ABSENT_CONTAINER_CACHE_TTL)
-        {
+        if cached_within(&self.absent, &key, ABSENT_CONTAINER_CACHE_TTL) {
             return Ok(false);
         }
         let exists = self.container_exists(account, container).await?;
-        if !exists && let Ok(mut absent) = self.absent.lock() {
-            if absent.len() >= CONTAINER_CACHE_ENTRIES {
-                absent.clear();
-            }
-            absent.insert(key, Instant::now());
+        if !exists {
+            remember(&self.absent, key);
         }
         Ok(exists)
     }
@@ -201,12 +213,7 @@ impl ObjectLayer {
         if let Ok(mut absent) = self.absent.lock() {
             absent.remove(&key);
         }
-        if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= CONTAINER_CACHE_ENTRIES {
-                seen.clear();
-            }
-            seen.insert(key, Instant::now());
-        }
+        remember(&self.seen, key);
     }
 
     /// Whether a container exists, answered from a short-lived cache when it was seen lately.
@@ -216,11 +223,7 @@ impl ObjectLayer {
         container: &str,
     ) -> Result<bool, ClientError> {
         let key = (account.to_string(), container.to_string());
-        if let Ok(seen) = self.seen.lock()
-            && seen
-                .get(&key)
-                .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
-        {
+        if cached_within(&self.seen, &key, CONTAINER_CACHE_TTL) {
             return Ok(true);
         }
         let exists = self
@@ -228,11 +231,8 @@ impl ObjectLayer {
             .container_info(account, container)
             .await?
             .is_some();
-        if exists && let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= CONTAINER_CACHE_ENTRIES {
-                seen.clear();
-            }
-            seen.insert(key, Instant::now());
+        if exists {
+            remember(&self.seen, key);
         }
         Ok(exists)
     }

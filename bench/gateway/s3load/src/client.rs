@@ -217,8 +217,12 @@ impl S3Client {
     }
 
     pub async fn delete_object(&mut self, bucket: &str, key: &str) -> Result<()> {
-        let path = object_path(bucket, key);
-        self.run("DELETE", async |c| {
+        self.delete("DELETE", object_path(bucket, key)).await
+    }
+
+    /// DELETE `path`, expecting 204 (or 200).
+    async fn delete(&mut self, what: &'static str, path: String) -> Result<()> {
+        self.run(what, async |c| {
             let (status, resp) = c
                 .send(Method::DELETE, &path, Bytes::new(), EMPTY_SHA256)
                 .await?;
@@ -271,20 +275,7 @@ impl S3Client {
 
     pub async fn delete_bucket(&mut self, bucket: &str) -> Result<()> {
         let path = format!("/{}", uri_encode(bucket, false));
-        self.run("DELETE bucket", async |c| {
-            let (status, resp) = c
-                .send(Method::DELETE, &path, Bytes::new(), EMPTY_SHA256)
-                .await?;
-            expect_status(
-                status,
-                resp,
-                &[StatusCode::NO_CONTENT, StatusCode::OK],
-                "DELETE",
-                &path,
-            )
-            .await
-        })
-        .await
+        self.delete("DELETE bucket", path).await
     }
 }
 
