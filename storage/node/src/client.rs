@@ -23,7 +23,8 @@ use tracing::{debug, warn};
 use crate::body_digest::{BodyDigest, BodyDigestCell, BodyDigester};
 use crate::core::{ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets};
 use crate::limits::{
-    BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, SMALL_CALL_TIMEOUT_MS,
+    BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, EMPTINESS_PAGES_MAX,
+    LIST_PAGE_ITEMS_MAX, SMALL_CALL_TIMEOUT_MS,
 };
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind, Rings};
 use crate::policy::{CONTAINER_POLICY_KEY, Policies, StoragePolicy};
@@ -859,7 +860,7 @@ impl ClusterClient {
         let Some(found) = self.head_container(account, container).await? else {
             return Err(ClientError::NotFound);
         };
-        if found.stats.object_count > 0 {
+        if found.stats.object_count > 0 && self.lists_an_object(account, container).await? {
             return Err(ClientError::NotEmpty {
                 objects: found.stats.object_count,
             });
@@ -872,6 +873,35 @@ impl ClusterClient {
         };
         self.record_container(account, container, timestamp, info)
             .await
+    }
+
+    /// Whether the container listing, merged from a read quorum (newest entry wins, deletions
+    /// included), shows a live object. A replica's object count lags a deletion that another
+    /// replica already holds (an object write's last replica, and so its listing update, may
+    /// still be in flight after the quorum answered), so counts alone would refuse to delete a
+    /// container whose objects were all deleted. Conservative when the deletions to skip over
+    /// run past [`EMPTINESS_PAGES_MAX`] pages.
+    async fn lists_an_object(&self, account: &str, container: &str) -> Result<bool, ClientError> {
+        let mut marker = None;
+        for _ in 0..EMPTINESS_PAGES_MAX {
+            let query = ListQuery {
+                marker: marker.take(),
+                limit: LIST_PAGE_ITEMS_MAX,
+                ..ListQuery::default()
+            };
+            let page = self.list_objects(account, container, query).await?;
+            if !page.items.is_empty() {
+                return Ok(true);
+            }
+            if !page.truncated {
+                return Ok(false);
+            }
+            let Some(next) = page.next_marker else {
+                return Ok(true);
+            };
+            marker = Some(next);
+        }
+        Ok(true)
     }
 
     /// Merges a container's record on its replicas, then its entry in the account listing

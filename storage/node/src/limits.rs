@@ -20,6 +20,9 @@ pub const REPLICATION_PUSHES_INFLIGHT_MAX: usize = 8;
 pub const AUDIT_BATCH_BLOBS_MAX: usize = 64;
 /// Largest listing page the node returns.
 pub const LIST_PAGE_ITEMS_MAX: usize = 10_000;
+/// Listing pages a container DELETE reads, at most, to see past deleted entries whose counts
+/// lag on some replica; beyond that it answers "not empty" (the counts catch up in seconds).
+pub const EMPTINESS_PAGES_MAX: usize = 4;
 /// Connections the metrics endpoint serves at once.
 pub const METRICS_CONNECTIONS_MAX: usize = 16;
 /// Extent objects whose piece metadata one call may ask for.

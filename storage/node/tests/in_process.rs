@@ -432,3 +432,76 @@ async fn a_new_ring_moves_data_to_its_new_homes_and_stale_rings_are_refused() {
     }
     {}
 }
+
+/// `aws s3 rb --force` deletes every object, then the bucket at once. A deletion's last
+/// replica (and so its listing replica's update) may still be in flight, so one listing replica
+/// can still count the object: the container is empty all the same.
+#[tokio::test]
+async fn a_container_can_be_deleted_while_a_listing_replica_still_counts_a_deleted_object() {
+    use cairn_engine::ListingKey;
+    use cairn_node::rpc::NodeRequest;
+    let c = cluster(31);
+    let client = client(&c.net);
+    client
+        .put_container("a", "c", BTreeMap::new())
+        .await
+        .unwrap();
+    let data = Bytes::from_static(b"hello");
+    client
+        .put_object(put("o", &data), Body::Full(data.clone()))
+        .await
+        .unwrap();
+    let rings = rings();
+    let path = PathHasher::path_of("a", Some("c"), None);
+    let key = ListingKey::new(rings.container.partition_for(&rings.hasher, &path), path);
+    // The container listing's three replicas count the object (the last one may lag a moment).
+    let mut holders = Vec::new();
+    for _ in 0..100 {
+        holders.clear();
+        for (n, e) in c.engines.iter().enumerate() {
+            if e.listing_stats(&key).await.unwrap().object_count == 1 {
+                holders.push(n);
+            }
+        }
+        if holders.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(holders.len(), 3, "{holders:?}");
+    // The deletion's listing updates never reach one listing replica.
+    let stale = addr(holders[0]);
+    c.net
+        .set_drop_request_filter(Arc::new(move |_from, to, header| {
+            to == stale
+                && matches!(
+                    postcard::from_bytes::<NodeRequest>(header),
+                    Ok(NodeRequest::MergeListing { .. })
+                )
+        }));
+    client.delete_object("a", "c", "o").await.unwrap();
+    c.net.heal();
+    assert_eq!(
+        c.engines[holders[0]]
+            .listing_stats(&key)
+            .await
+            .unwrap()
+            .object_count,
+        1,
+        "the lagging replica still counts the object"
+    );
+    // Another listing replica does not answer reads, so every read quorum includes the
+    // lagging one (and a fresh one).
+    let silent = addr(holders[1]);
+    c.net
+        .set_drop_request_filter(Arc::new(move |_from, to, header| {
+            to == silent
+                && matches!(
+                    postcard::from_bytes::<NodeRequest>(header),
+                    Ok(NodeRequest::ListingStats { .. } | NodeRequest::List { .. })
+                )
+        }));
+    client.delete_container("a", "c").await.unwrap();
+    c.net.heal();
+    assert!(client.head_container("a", "c").await.unwrap().is_none());
+}
