@@ -10,55 +10,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_tests::up::{CairnUp, python_with_current_boto3, run, run_ok, text, tool};
+use cairn_tests::up::{
+    CairnUp, python_with_current_boto3, random_file, run, run_ok, s3cmd, same_file, text, tool,
+};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 const MIB: usize = 1024 * 1024;
 /// Object sizes around the EC policy's 1 MiB segment.
 const SIZES: [usize; 6] = [0, 1, MIB - 1, MIB + 1, 2 * MIB, 9 * MIB + 4321];
 
-fn random_file(path: &Path, bytes: usize) {
-    use rand::RngCore;
-    let mut data = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut data);
-    fs::write(path, data).unwrap();
-}
-
-fn same_file(a: &Path, b: &Path) {
-    let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
-    assert!(
-        x == y,
-        "{} ({} bytes) and {} ({} bytes) differ",
-        a.display(),
-        x.len(),
-        b.display(),
-        y.len()
-    );
-}
-
-fn aws(up: &CairnUp, args: &[&str]) -> Command {
-    let mut c = Command::new(tool("aws"));
-    up.s3_env(&mut c);
-    c.arg("--endpoint-url").arg(up.s3("endpoint")).args(args);
-    c
-}
-
-fn swift_cli(up: &CairnUp, dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(tool("swift"));
-    c.current_dir(dir)
-        .env("ST_AUTH", up.swift("auth_url"))
-        .env("ST_USER", up.swift("user"))
-        .env("ST_KEY", up.swift("key"))
-        .args(args);
-    c
-}
-
 /// A container's (bucket's) policy as `swift stat` shows it.
 fn policy_of(up: &CairnUp, dir: &Path, container: &str) -> String {
-    let out = run_ok(
-        &mut swift_cli(up, dir, &["stat", container]),
-        CLIENT_TIMEOUT,
-    );
+    let out = run_ok(&mut up.swift_cli(dir, &["stat", container]), CLIENT_TIMEOUT);
     let stat = String::from_utf8_lossy(&out.stdout).to_string();
     stat.lines()
         .find_map(|l| {
@@ -72,7 +35,7 @@ fn policy_of(up: &CairnUp, dir: &Path, container: &str) -> String {
 
 /// `(token, storage url)` of the admin's Swift account.
 fn swift_auth(up: &CairnUp, dir: &Path) -> (String, String) {
-    let out = run_ok(&mut swift_cli(up, dir, &["auth"]), CLIENT_TIMEOUT);
+    let out = run_ok(&mut up.swift_cli(dir, &["auth"]), CLIENT_TIMEOUT);
     let auth = String::from_utf8_lossy(&out.stdout).to_string();
     let find = |k: &str| {
         auth.lines()
@@ -121,17 +84,14 @@ fn aws_cli_on_an_ec_bucket() {
     let up = CairnUp::start();
     let work = tempfile::tempdir().unwrap();
     let bad = run(
-        &mut aws(
-            &up,
-            &[
-                "s3api",
-                "create-bucket",
-                "--bucket",
-                "aws-bad",
-                "--create-bucket-configuration",
-                "LocationConstraint=mars-1",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "aws-bad",
+            "--create-bucket-configuration",
+            "LocationConstraint=mars-1",
+        ]),
         CLIENT_TIMEOUT,
     );
     assert!(
@@ -141,27 +101,21 @@ fn aws_cli_on_an_ec_bucket() {
         text(&bad)
     );
     run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3api",
-                "create-bucket",
-                "--bucket",
-                "aws-ec",
-                "--create-bucket-configuration",
-                "LocationConstraint=ec42",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "aws-ec",
+            "--create-bucket-configuration",
+            "LocationConstraint=ec42",
+        ]),
         CLIENT_TIMEOUT,
     );
-    run_ok(
-        &mut aws(&up, &["s3", "mb", "s3://aws-plain"]),
-        CLIENT_TIMEOUT,
-    );
+    run_ok(&mut up.aws(&["s3", "mb", "s3://aws-plain"]), CLIENT_TIMEOUT);
     assert_eq!(policy_of(&up, work.path(), "aws-ec"), "ec42");
     assert_eq!(policy_of(&up, work.path(), "aws-plain"), "replicated");
     let loc = run_ok(
-        &mut aws(&up, &["s3api", "get-bucket-location", "--bucket", "aws-ec"]),
+        &mut up.aws(&["s3api", "get-bucket-location", "--bucket", "aws-ec"]),
         CLIENT_TIMEOUT,
     );
     let loc: serde_json::Value = serde_json::from_slice(&loc.stdout).unwrap();
@@ -176,46 +130,37 @@ fn aws_cli_on_an_ec_bucket() {
         random_file(&src, size);
         let key = format!("s3://aws-ec/dir/{name}");
         run_ok(
-            &mut aws(
-                &up,
-                &[
-                    "s3",
-                    "cp",
-                    src.to_str().unwrap(),
-                    &key,
-                    "--only-show-errors",
-                ],
-            ),
+            &mut up.aws(&[
+                "s3",
+                "cp",
+                src.to_str().unwrap(),
+                &key,
+                "--only-show-errors",
+            ]),
             CLIENT_TIMEOUT,
         );
         let head = run_ok(
-            &mut aws(
-                &up,
-                &[
-                    "s3api",
-                    "head-object",
-                    "--bucket",
-                    "aws-ec",
-                    "--key",
-                    &format!("dir/{name}"),
-                ],
-            ),
+            &mut up.aws(&[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "aws-ec",
+                "--key",
+                &format!("dir/{name}"),
+            ]),
             CLIENT_TIMEOUT,
         );
         let head: serde_json::Value = serde_json::from_slice(&head.stdout).unwrap();
         assert_eq!(head["ContentLength"], size, "{head}");
         let back = work.path().join(format!("{name}.back"));
         run_ok(
-            &mut aws(
-                &up,
-                &[
-                    "s3",
-                    "cp",
-                    &key,
-                    back.to_str().unwrap(),
-                    "--only-show-errors",
-                ],
-            ),
+            &mut up.aws(&[
+                "s3",
+                "cp",
+                &key,
+                back.to_str().unwrap(),
+                "--only-show-errors",
+            ]),
             CLIENT_TIMEOUT,
         );
         same_file(&src, &back);
@@ -224,20 +169,17 @@ fn aws_cli_on_an_ec_bucket() {
             let (a, b) = (size / 2 - 5, (size / 2 + MIB).min(size - 1));
             let ranged = work.path().join(format!("{name}.range"));
             run_ok(
-                &mut aws(
-                    &up,
-                    &[
-                        "s3api",
-                        "get-object",
-                        "--bucket",
-                        "aws-ec",
-                        "--key",
-                        &format!("dir/{name}"),
-                        "--range",
-                        &format!("bytes={a}-{b}"),
-                        ranged.to_str().unwrap(),
-                    ],
-                ),
+                &mut up.aws(&[
+                    "s3api",
+                    "get-object",
+                    "--bucket",
+                    "aws-ec",
+                    "--key",
+                    &format!("dir/{name}"),
+                    "--range",
+                    &format!("bytes={a}-{b}"),
+                    ranged.to_str().unwrap(),
+                ]),
                 CLIENT_TIMEOUT,
             );
             assert_eq!(
@@ -248,7 +190,7 @@ fn aws_cli_on_an_ec_bucket() {
         }
     }
     let ls = run_ok(
-        &mut aws(&up, &["s3", "ls", "s3://aws-ec", "--recursive"]),
+        &mut up.aws(&["s3", "ls", "s3://aws-ec", "--recursive"]),
         CLIENT_TIMEOUT,
     );
     let listed = String::from_utf8_lossy(&ls.stdout).to_string();
@@ -259,38 +201,23 @@ fn aws_cli_on_an_ec_bucket() {
         );
     }
     run_ok(
-        &mut aws(&up, &["s3", "rm", "s3://aws-ec", "--recursive"]),
+        &mut up.aws(&["s3", "rm", "s3://aws-ec", "--recursive"]),
         CLIENT_TIMEOUT,
     );
     let ls = run_ok(
-        &mut aws(&up, &["s3", "ls", "s3://aws-ec", "--recursive"]),
+        &mut up.aws(&["s3", "ls", "s3://aws-ec", "--recursive"]),
         CLIENT_TIMEOUT,
     );
     assert!(ls.stdout.is_empty(), "{}", text(&ls));
-    run_ok(&mut aws(&up, &["s3", "rb", "s3://aws-ec"]), CLIENT_TIMEOUT);
+    run_ok(&mut up.aws(&["s3", "rb", "s3://aws-ec"]), CLIENT_TIMEOUT);
 }
 
 #[test]
 fn s3cmd_and_rclone_on_ec_buckets() {
     let up = CairnUp::start();
     let work = tempfile::tempdir().unwrap();
-    let host = up.s3("endpoint").trim_start_matches("http://").to_string();
-    let cfg = work.path().join("s3cfg");
-    fs::write(
-        &cfg,
-        format!(
-            "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\nsignature_v2 = False\nbucket_location = {}\n",
-            up.s3("access_key"),
-            up.s3("secret_key"),
-            up.s3("region")
-        ),
-    )
-    .unwrap();
-    let s3cmd = |args: &[&str]| {
-        let mut c = Command::new(tool("s3cmd"));
-        c.arg("-c").arg(&cfg).args(args);
-        c
-    };
+    let cfg = up.s3cmd_config(work.path());
+    let s3cmd = |args: &[&str]| s3cmd(&cfg, args);
     let src = work.path().join("src");
     fs::create_dir_all(src.join("sub")).unwrap();
     for size in SIZES {
@@ -337,32 +264,16 @@ fn s3cmd_and_rclone_on_ec_buckets() {
         text(&ls)
     );
 
-    let rclone = |args: &[&str]| {
-        let mut c = Command::new(tool("rclone"));
-        up.s3_env(&mut c);
-        c.env("RCLONE_CONFIG", "/dev/null")
-            .env("RCLONE_CONFIG_CAIRN_TYPE", "s3")
-            .env("RCLONE_CONFIG_CAIRN_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_CAIRN_ENDPOINT", up.s3("endpoint"))
-            .env("RCLONE_CONFIG_CAIRN_ACCESS_KEY_ID", up.s3("access_key"))
-            .env("RCLONE_CONFIG_CAIRN_SECRET_ACCESS_KEY", up.s3("secret_key"))
-            .env("RCLONE_CONFIG_CAIRN_REGION", up.s3("region"))
-            .env("RCLONE_CONFIG_CAIRN_FORCE_PATH_STYLE", "true")
-            .args(args);
-        c
-    };
+    let rclone = |args: &[&str]| up.rclone(args);
     run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3api",
-                "create-bucket",
-                "--bucket",
-                "rclone-ec",
-                "--create-bucket-configuration",
-                "LocationConstraint=ec42",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "rclone-ec",
+            "--create-bucket-configuration",
+            "LocationConstraint=ec42",
+        ]),
         CLIENT_TIMEOUT,
     );
     let src_s = src.to_str().unwrap();
@@ -395,7 +306,7 @@ fn swift_cli_on_an_ec_container() {
     let up = CairnUp::start();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let swift = |args: &[&str]| swift_cli(&up, dir, args);
+    let swift = |args: &[&str]| up.swift_cli(dir, args);
 
     // /info lists the policies, only the default one marked.
     let info_url = format!("{}/info", up.s3("endpoint"));

@@ -8,28 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_tests::up::{CairnUp, python_with_current_boto3, run, run_ok, text, tool};
+use cairn_tests::up::{
+    CairnUp, python_with_current_boto3, random_file, run, run_ok, s3cmd, same_file, text, tool,
+};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn random_file(path: &Path, bytes: usize) {
-    use rand::RngCore;
-    let mut data = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut data);
-    fs::write(path, data).unwrap();
-}
-
-fn same_file(a: &Path, b: &Path) {
-    let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
-    assert!(x == y, "{} and {} differ", a.display(), b.display());
-}
-
-fn aws(up: &CairnUp, args: &[&str]) -> Command {
-    let mut c = Command::new(tool("aws"));
-    up.s3_env(&mut c);
-    c.arg("--endpoint-url").arg(up.s3("endpoint")).args(args);
-    c
-}
 
 #[test]
 fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
@@ -38,34 +21,28 @@ fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
     let big = work.path().join("big.bin");
     random_file(&big, 100 * 1024 * 1024);
     run_ok(
-        &mut aws(&up, &["s3", "mb", "s3://aws-cli-bucket"]),
+        &mut up.aws(&["s3", "mb", "s3://aws-cli-bucket"]),
         CLIENT_TIMEOUT,
     );
     run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3",
-                "cp",
-                big.to_str().unwrap(),
-                "s3://aws-cli-bucket/dir/big.bin",
-                "--only-show-errors",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3",
+            "cp",
+            big.to_str().unwrap(),
+            "s3://aws-cli-bucket/dir/big.bin",
+            "--only-show-errors",
+        ]),
         CLIENT_TIMEOUT,
     );
     let head = run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3api",
-                "head-object",
-                "--bucket",
-                "aws-cli-bucket",
-                "--key",
-                "dir/big.bin",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "aws-cli-bucket",
+            "--key",
+            "dir/big.bin",
+        ]),
         CLIENT_TIMEOUT,
     );
     let head: serde_json::Value = serde_json::from_slice(&head.stdout).unwrap();
@@ -77,35 +54,29 @@ fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
     );
     let back = work.path().join("back.bin");
     run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3",
-                "cp",
-                "s3://aws-cli-bucket/dir/big.bin",
-                back.to_str().unwrap(),
-                "--only-show-errors",
-            ],
-        ),
+        &mut up.aws(&[
+            "s3",
+            "cp",
+            "s3://aws-cli-bucket/dir/big.bin",
+            back.to_str().unwrap(),
+            "--only-show-errors",
+        ]),
         CLIENT_TIMEOUT,
     );
     same_file(&big, &back);
     let ranged = work.path().join("ranged.bin");
     run_ok(
-        &mut aws(
-            &up,
-            &[
-                "s3api",
-                "get-object",
-                "--bucket",
-                "aws-cli-bucket",
-                "--key",
-                "dir/big.bin",
-                "--range",
-                "bytes=8388600-8388620",
-                ranged.to_str().unwrap(),
-            ],
-        ),
+        &mut up.aws(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "aws-cli-bucket",
+            "--key",
+            "dir/big.bin",
+            "--range",
+            "bytes=8388600-8388620",
+            ranged.to_str().unwrap(),
+        ]),
         CLIENT_TIMEOUT,
     );
     assert_eq!(
@@ -113,7 +84,7 @@ fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
         fs::read(&big).unwrap()[8_388_600..8_388_621]
     );
     let ls = run_ok(
-        &mut aws(&up, &["s3", "ls", "s3://aws-cli-bucket", "--recursive"]),
+        &mut up.aws(&["s3", "ls", "s3://aws-cli-bucket", "--recursive"]),
         CLIENT_TIMEOUT,
     );
     assert!(
@@ -122,7 +93,7 @@ fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
         text(&ls)
     );
     let rb = run(
-        &mut aws(&up, &["s3", "rb", "s3://aws-cli-bucket"]),
+        &mut up.aws(&["s3", "rb", "s3://aws-cli-bucket"]),
         CLIENT_TIMEOUT,
     );
     assert!(
@@ -131,11 +102,11 @@ fn aws_cli_buckets_objects_and_a_100_mib_multipart_upload() {
         text(&rb)
     );
     run_ok(
-        &mut aws(&up, &["s3", "rm", "s3://aws-cli-bucket/dir/big.bin"]),
+        &mut up.aws(&["s3", "rm", "s3://aws-cli-bucket/dir/big.bin"]),
         CLIENT_TIMEOUT,
     );
     run_ok(
-        &mut aws(&up, &["s3", "rb", "s3://aws-cli-bucket"]),
+        &mut up.aws(&["s3", "rb", "s3://aws-cli-bucket"]),
         CLIENT_TIMEOUT,
     );
 }
@@ -176,23 +147,8 @@ fn boto3_from_debian() {
 fn s3cmd_and_rclone_sync_and_check() {
     let up = CairnUp::start();
     let work = tempfile::tempdir().unwrap();
-    let host = up.s3("endpoint").trim_start_matches("http://").to_string();
-    let cfg = work.path().join("s3cfg");
-    fs::write(
-        &cfg,
-        format!(
-            "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\nsignature_v2 = False\nbucket_location = {}\n",
-            up.s3("access_key"),
-            up.s3("secret_key"),
-            up.s3("region")
-        ),
-    )
-    .unwrap();
-    let s3cmd = |args: &[&str]| {
-        let mut c = Command::new(tool("s3cmd"));
-        c.arg("-c").arg(&cfg).args(args);
-        c
-    };
+    let cfg = up.s3cmd_config(work.path());
+    let s3cmd = |args: &[&str]| s3cmd(&cfg, args);
     let src = work.path().join("src");
     fs::create_dir_all(src.join("sub")).unwrap();
     for (name, size) in [("a", 1000), ("b", 300_000), ("sub/c", 12_000_000)] {
@@ -223,20 +179,7 @@ fn s3cmd_and_rclone_sync_and_check() {
     run_ok(&mut s3cmd(&["del", "s3://s3cmd-bucket/c"]), CLIENT_TIMEOUT);
     run_ok(&mut s3cmd(&["rb", "s3://s3cmd-bucket"]), CLIENT_TIMEOUT);
 
-    let rclone = |args: &[&str]| {
-        let mut c = Command::new(tool("rclone"));
-        up.s3_env(&mut c);
-        c.env("RCLONE_CONFIG", "/dev/null")
-            .env("RCLONE_CONFIG_CAIRN_TYPE", "s3")
-            .env("RCLONE_CONFIG_CAIRN_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_CAIRN_ENDPOINT", up.s3("endpoint"))
-            .env("RCLONE_CONFIG_CAIRN_ACCESS_KEY_ID", up.s3("access_key"))
-            .env("RCLONE_CONFIG_CAIRN_SECRET_ACCESS_KEY", up.s3("secret_key"))
-            .env("RCLONE_CONFIG_CAIRN_REGION", up.s3("region"))
-            .env("RCLONE_CONFIG_CAIRN_FORCE_PATH_STYLE", "true")
-            .args(args);
-        c
-    };
+    let rclone = |args: &[&str]| up.rclone(args);
     let src_s = src.to_str().unwrap();
     run_ok(
         &mut rclone(&["mkdir", "cairn:rclone-bucket"]),
@@ -283,15 +226,7 @@ fn s3cmd_and_rclone_sync_and_check() {
 fn swift_cli_upload_slo_download_list_stat_post_tempurl() {
     let up = CairnUp::start();
     let work = tempfile::tempdir().unwrap();
-    let swift = |args: &[&str]| {
-        let mut c = Command::new(tool("swift"));
-        c.current_dir(work.path())
-            .env("ST_AUTH", up.swift("auth_url"))
-            .env("ST_USER", up.swift("user"))
-            .env("ST_KEY", up.swift("key"))
-            .args(args);
-        c
-    };
+    let swift = |args: &[&str]| up.swift_cli(work.path(), args);
     random_file(&work.path().join("small"), 200_000);
     random_file(&work.path().join("large"), 3_500_000);
     run_ok(&mut swift(&["upload", "cont", "small"]), CLIENT_TIMEOUT);
@@ -459,14 +394,11 @@ fn restart_keeps_data_and_credentials() {
     let f = work.path().join("f");
     random_file(&f, 2_000_000);
     run_ok(
-        &mut aws(&up, &["s3", "mb", "s3://restart-bucket"]),
+        &mut up.aws(&["s3", "mb", "s3://restart-bucket"]),
         CLIENT_TIMEOUT,
     );
     run_ok(
-        &mut aws(
-            &up,
-            &["s3", "cp", f.to_str().unwrap(), "s3://restart-bucket/f"],
-        ),
+        &mut up.aws(&["s3", "cp", f.to_str().unwrap(), "s3://restart-bucket/f"]),
         CLIENT_TIMEOUT,
     );
     up.stop();
@@ -475,10 +407,7 @@ fn restart_keeps_data_and_credentials() {
     assert_eq!(up.endpoints["swift"]["key"], first["swift"]["key"]);
     let back = work.path().join("back");
     run_ok(
-        &mut aws(
-            &up,
-            &["s3", "cp", "s3://restart-bucket/f", back.to_str().unwrap()],
-        ),
+        &mut up.aws(&["s3", "cp", "s3://restart-bucket/f", back.to_str().unwrap()]),
         CLIENT_TIMEOUT,
     );
     same_file(&f, &back);

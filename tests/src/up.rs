@@ -295,3 +295,91 @@ pub fn tool(name: &str) -> PathBuf {
     }
     panic!("{name} is not installed: run scripts/packages.sh (the README's test command does)");
 }
+
+/// Writes `bytes` random bytes to `path`.
+pub fn random_file(path: &Path, bytes: usize) {
+    use rand::RngCore;
+    let mut data = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut data);
+    fs::write(path, data).unwrap();
+}
+
+/// Asserts that two files hold the same bytes.
+pub fn same_file(a: &Path, b: &Path) {
+    let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
+    assert!(
+        x == y,
+        "{} ({} bytes) and {} ({} bytes) differ",
+        a.display(),
+        x.len(),
+        b.display(),
+        y.len()
+    );
+}
+
+/// s3cmd with a config written by [`CairnUp::s3cmd_config`].
+pub fn s3cmd(cfg: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(tool("s3cmd"));
+    c.arg("-c").arg(cfg).args(args);
+    c
+}
+
+impl CairnUp {
+    /// The aws CLI against this cluster's S3 endpoint, with its credentials.
+    pub fn aws(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(tool("aws"));
+        self.s3_env(&mut c);
+        c.arg("--endpoint-url").arg(self.s3("endpoint")).args(args);
+        c
+    }
+
+    /// The swift CLI, run in `dir`, with this cluster's v1 credentials.
+    pub fn swift_cli(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(tool("swift"));
+        c.current_dir(dir)
+            .env("ST_AUTH", self.swift("auth_url"))
+            .env("ST_USER", self.swift("user"))
+            .env("ST_KEY", self.swift("key"))
+            .args(args);
+        c
+    }
+
+    /// Writes an s3cmd config for this cluster (path-style, SigV4) to `dir/s3cfg`.
+    pub fn s3cmd_config(&self, dir: &Path) -> PathBuf {
+        let host = self
+            .s3("endpoint")
+            .trim_start_matches("http://")
+            .to_string();
+        let cfg = dir.join("s3cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\nsignature_v2 = False\nbucket_location = {}\n",
+                self.s3("access_key"),
+                self.s3("secret_key"),
+                self.s3("region")
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
+    /// rclone with a remote `cairn:` for this cluster, configured from the environment.
+    pub fn rclone(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(tool("rclone"));
+        self.s3_env(&mut c);
+        c.env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_CAIRN_TYPE", "s3")
+            .env("RCLONE_CONFIG_CAIRN_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_CAIRN_ENDPOINT", self.s3("endpoint"))
+            .env("RCLONE_CONFIG_CAIRN_ACCESS_KEY_ID", self.s3("access_key"))
+            .env(
+                "RCLONE_CONFIG_CAIRN_SECRET_ACCESS_KEY",
+                self.s3("secret_key"),
+            )
+            .env("RCLONE_CONFIG_CAIRN_REGION", self.s3("region"))
+            .env("RCLONE_CONFIG_CAIRN_FORCE_PATH_STYLE", "true")
+            .args(args);
+        c
+    }
+}
