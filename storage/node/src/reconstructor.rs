@@ -30,8 +30,10 @@ use crate::limits::{
     BLOB_CALL_TIMEOUT_MS, EC_REBUILDS_INFLIGHT_MAX, EC_STAGED_MAX_AGE_S, SMALL_CALL_TIMEOUT_MS,
 };
 use crate::metrics::NodeMetrics;
-use crate::peers::{DeviceAddr, Peers, RingKind};
-use crate::policy::{Policies, STAGED_BIT, split_stored_partition, stored_partition};
+use crate::peers::{DeviceAddr, Peers, RingKind, Rings};
+use crate::policy::{
+    Policies, STAGED_BIT, StoragePolicy, split_stored_partition, stored_partition,
+};
 use crate::replicator::{all_buckets, device_in_ring, push_blob};
 use crate::rpc::{DIGEST_SUMS_PER_CALL_MAX, NodeRequest, NodeResponse, digest_sum};
 
@@ -111,6 +113,21 @@ impl<E: StorageEngine> Reconstructor<E> {
         device_in_ring(ring, &self.device, self.advertised)
     }
 
+    /// Every erasure-coded policy whose ring lists this device, with that ring and the
+    /// device's id in it.
+    fn my_ec_rings<'a>(
+        &'a self,
+        rings: &'a Rings,
+    ) -> impl Iterator<Item = (&'a StoragePolicy, &'a PartitionRing, DeviceId)> + 'a {
+        self.policies
+            .iter()
+            .filter(|p| p.ec().is_some())
+            .filter_map(move |p| {
+                let ring = rings.ring(RingKind::Policy(p.index))?;
+                Some((p, ring, self.my_id(ring)?))
+            })
+    }
+
     /// One pass over every EC partition this device is a primary of or holds.
     pub async fn cycle(&self) -> ReconstructReport {
         let mut report = ReconstructReport::default();
@@ -131,17 +148,8 @@ impl<E: StorageEngine> Reconstructor<E> {
             report.failed += r.failed;
         }
         let peer_sums = self.peer_digest_sums().await;
-        for policy in self.policies.iter() {
-            if policy.ec().is_none() {
-                continue;
-            }
+        for (policy, ring, me) in self.my_ec_rings(&rings) {
             let kind = RingKind::Policy(policy.index);
-            let Some(ring) = rings.ring(kind) else {
-                continue;
-            };
-            let Some(me) = self.my_id(ring) else {
-                continue;
-            };
             for part in 0..ring.partitions() {
                 let primaries: Vec<DeviceId> = ring.primary_ids(part).collect();
                 let stored = stored_partition(policy.index, part);
@@ -175,14 +183,8 @@ impl<E: StorageEngine> Reconstructor<E> {
     async fn peer_digest_sums(&self) -> PeerSums {
         let rings = self.peers.rings();
         let mut asks: HashMap<DeviceAddr, Vec<u32>> = HashMap::new();
-        for policy in self.policies.iter() {
+        for (policy, ring, me) in self.my_ec_rings(&rings) {
             let kind = RingKind::Policy(policy.index);
-            let Some(ring) = rings.ring(kind) else {
-                continue;
-            };
-            let Some(me) = self.my_id(ring) else {
-                continue;
-            };
             for part in 0..ring.partitions() {
                 let primaries: Vec<DeviceId> = ring.primary_ids(part).collect();
                 if !primaries.contains(&me) {
