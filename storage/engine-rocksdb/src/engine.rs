@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     index_lock: Mutex<()>,
     /// Decoded extent piece records of recently used objects (see `piece_cache`).
     pub(crate) pieces: crate::piece_cache::PieceCache,
+    /// The newest fencing epoch per image (see `fence_cache`).
+    pub(crate) fences: crate::fence_cache::FenceCache,
     /// `None` until the first small write after opening (a restart never appends to an old
     /// segment, whose tail may be torn).
     pub(crate) segment: tokio::sync::Mutex<Option<OpenSegment>>,
@@ -114,6 +116,20 @@ pub(crate) fn is_enospc(e: &io::Error) -> bool {
     e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull
 }
 
+/// Says once per process which CRC32C RocksDB computes its checksums with.
+fn log_crc32c_choice() {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        if crate::crc32c::interposed() {
+            tracing::debug!("RocksDB checksums use the hardware CRC32C");
+        } else {
+            tracing::warn!(
+                "RocksDB checksums use librocksdb's table-driven CRC32C: the executable does not export cairn's (see cairn_engine_rocksdb::crc32c)"
+            );
+        }
+    });
+}
+
 /// Values at least this large (extent data chunks; index records are far smaller) go to
 /// RocksDB's blob files.
 const EXTENT_BLOB_MIN_BYTES: u64 = 2048;
@@ -135,6 +151,7 @@ impl Inner {
         for entry in fs::read_dir(tmp_dir(&dir))? {
             fs::remove_file(entry?.path())?;
         }
+        log_crc32c_choice();
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         // Fail loudly rather than silently skipping damaged WAL records.
@@ -159,6 +176,7 @@ impl Inner {
             failed: Mutex::new(None),
             index_lock: Mutex::new(()),
             pieces: crate::piece_cache::PieceCache::default(),
+            fences: crate::fence_cache::FenceCache::default(),
             segment: tokio::sync::Mutex::new(None),
             next_file_id: AtomicU64::new(1),
             live_blob_bytes: AtomicU64::new(0),

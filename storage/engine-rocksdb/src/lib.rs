@@ -11,7 +11,9 @@
 //! pool. Build against the system RocksDB with `ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu`.
 
 mod blobs;
+pub mod crc32c;
 mod engine;
+mod fence_cache;
 mod io;
 mod keys;
 pub mod limits;

@@ -112,24 +112,39 @@ fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<PieceMeta>> {
     Ok(out)
 }
 
-/// Checks the image's fence for `epoch` and raises it if `epoch` is newer (into `batch`).
-fn check_fence(inner: &Inner, image: &str, epoch: u64, batch: &mut WriteBatch) -> Result<()> {
+/// Checks the image's fence for `epoch`; if `epoch` is newer, puts the raise into `batch`
+/// and answers it: the caller reports it to [`crate::fence_cache::FenceCache::stored`] once the
+/// batch is written (or `forget`s the image if the write failed). Call under the index lock.
+fn check_fence(
+    inner: &Inner,
+    image: &str,
+    epoch: u64,
+    batch: &mut WriteBatch,
+) -> Result<Option<u64>> {
     let k = keys::fence(image);
-    let seen = match inner.get(&k)? {
-        Some(v) => u64::from_be_bytes(
-            v.as_slice()
-                .try_into()
-                .map_err(|_| Error::Corrupt("fence record".into()))?,
-        ),
-        None => 0,
+    let seen = match inner.fences.get(image) {
+        Some(e) => e,
+        None => {
+            let stored = match inner.get(&k)? {
+                Some(v) => u64::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("fence record".into()))?,
+                ),
+                None => 0,
+            };
+            inner.fences.stored(image, stored);
+            stored
+        }
     };
     if epoch < seen {
         return Err(Error::Fenced { seen });
     }
     if epoch > seen {
         batch.put(&k, epoch.to_be_bytes());
+        return Ok(Some(epoch));
     }
-    Ok(())
+    Ok(None)
 }
 
 fn chunk_count(len_bytes: u64) -> u64 {
@@ -152,7 +167,7 @@ pub(crate) async fn add_piece(
         .run(move || {
             let _guard = i.lock_index()?;
             let mut batch = WriteBatch::default();
-            check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
+            let raised = check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
             let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
             let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
             let existing = cached_metas(&i, &prefix)?;
@@ -199,10 +214,17 @@ pub(crate) async fn add_piece(
                     i.write_unsynced(batch)
                 };
                 match (written, after) {
-                    (Ok(()), Some(after)) => i.pieces.written(&prefix, after),
-                    (Ok(()), None) => {}
+                    (Ok(()), after) => {
+                        if let Some(after) = after {
+                            i.pieces.written(&prefix, after);
+                        }
+                        if let Some(epoch) = raised {
+                            i.fences.stored(&key.image, epoch);
+                        }
+                    }
                     (Err(e), _) => {
                         i.pieces.forget(&prefix);
+                        i.fences.forget(&key.image);
                         return Err(e);
                     }
                 }
@@ -222,12 +244,16 @@ fn read_piece_bytes(
 ) -> Result<Bytes> {
     let chunk = CHUNK_MAX_BYTES as u64;
     let (first, last) = (from / chunk, (to - 1) / chunk);
-    let keys: Vec<Vec<u8>> = (first..=last)
-        .map(|c| chunk_key(data_prefix, piece.tag, c))
-        .collect();
     let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
-    for (c, got) in (first..).zip(inner.db.multi_get(&keys)) {
-        let encoded = got
+    // RocksDB's own checks stay on: besides the blob record's CRC they verify that the record
+    // read is the one for this key (a damaged index entry could otherwise land on another
+    // object's chunk, whose own CRC32C would pass), and with the CPU's CRC they are cheap.
+    let opts = ReadOptions::default();
+    for c in first..=last {
+        // Pinned: the chunk is verified and sliced where RocksDB read it, not copied first.
+        let encoded = inner
+            .db
+            .get_pinned_opt(chunk_key(data_prefix, piece.tag, c), &opts)
             .map_err(|e| inner.read_error(e))?
             .ok_or_else(|| Error::Corrupt(format!("extent chunk {c} is missing")))?;
         let data = chunk::verify_chunk(&encoded)
@@ -309,6 +335,12 @@ pub(crate) async fn read_extent_pieces(
 
 pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
     inner.check()?;
+    // A cached object is answered here: a lookup under a shard mutex, no I/O, so not worth
+    // the round trip through the blocking pool (two thread wake-ups per 4 KiB read).
+    let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
+    if let Ok(metas) = inner.pieces.get(&prefix) {
+        return Ok(metas.as_ref().clone());
+    }
     let (i, key) = (inner.clone(), key.clone());
     inner
         .pool
@@ -343,10 +375,13 @@ pub(crate) async fn fence(inner: &Arc<Inner>, image: &str, epoch: u64) -> Result
             match check_fence(&i, &image, epoch, &mut batch) {
                 Err(Error::Fenced { seen }) => Ok(seen),
                 Err(e) => Err(e),
-                Ok(()) => {
-                    if !batch.is_empty() {
-                        i.write(batch)?;
+                Ok(None) => Ok(epoch),
+                Ok(Some(raised)) => {
+                    if let Err(e) = i.write(batch) {
+                        i.fences.forget(&image);
+                        return Err(e);
                     }
+                    i.fences.stored(&image, raised);
                     Ok(epoch)
                 }
             }

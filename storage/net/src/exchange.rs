@@ -171,7 +171,9 @@ where
         "rpc",
         request_id = %request_id,
         peer = %peer.name,
-        peer_addr = %peer.addr
+        peer_addr = %peer.addr,
+        op = tracing::field::Empty,
+        target = tracing::field::Empty
     );
     async move {
         let (body, reader_tail) = wire::read_body(r, drain_unread).await?;

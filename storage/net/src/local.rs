@@ -220,7 +220,9 @@ impl LocalFirstTransport {
             request_id = %req.id,
             peer = %self.caller_name,
             to = %server.name,
-            local = true
+            local = true,
+            op = tracing::field::Empty,
+            target = tracing::field::Empty
         );
         // Its own task, as on a server: a panicking handler fails this call only, and the
         // handler's work does not ride on the caller's polling.

@@ -233,8 +233,14 @@ impl TestTransport {
             peer_name: self.name.clone(),
             timeout,
         };
-        let span =
-            tracing::info_span!("rpc", request_id = %req.id, peer = %self.name, to = %peer_name);
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %req.id,
+            peer = %self.name,
+            to = %peer_name,
+            op = tracing::field::Empty,
+            target = tracing::field::Empty
+        );
         let result = handler
             .handle_dyn(ctx, req.header, req.body)
             .instrument(span)

@@ -198,6 +198,21 @@ impl TlsIdentity {
         Ok(cfg)
     }
 
+    /// A public HTTPS server (the S3/Swift gateway): this certificate, no client certificate
+    /// asked for (S3 and Swift clients authenticate by signature or token), TLS 1.2 or 1.3,
+    /// HTTP/1.1.
+    pub fn https_server_config(&self) -> Result<ServerConfig, NetError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| cfg_err("TLS versions", e))?
+            .with_no_client_auth()
+            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
+            .map_err(|e| cfg_err("server certificate", e))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+
     /// Client side: trusts only the cluster CA and presents this node's certificate. The server
     /// is verified against the IP address dialled, which its certificate must list.
     pub fn client_config(&self) -> Result<ClientConfig, NetError> {
