@@ -23,6 +23,117 @@ pub struct AdminTarget {
     /// A `cairn up` endpoints.json to take the above from.
     #[arg(long, default_value = "cairn-data/endpoints.json", global = true)]
     pub endpoints: std::path::PathBuf,
+    /// CA certificate (PEM) to verify an https:// gateway with (default: the endpoints
+    /// file's `s3.ca_bundle`).
+    #[arg(long, env = "CAIRN_CA_BUNDLE", global = true)]
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+/// How requests reach the gateway: plain HTTP, or one TLS connection per request (admin calls
+/// are few, and a fresh connection cannot race a kept-alive one being closed).
+#[derive(Clone)]
+enum AdminHttp {
+    Plain(Box<Client<hyper_util::client::legacy::connect::HttpConnector, String>>),
+    Tls {
+        connector: tokio_rustls::TlsConnector,
+        addr: String,
+        server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+    },
+}
+
+impl std::fmt::Debug for AdminHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminHttp::Plain(_) => f.write_str("AdminHttp::Plain"),
+            AdminHttp::Tls { addr, .. } => write!(f, "AdminHttp::Tls({addr})"),
+        }
+    }
+}
+
+impl AdminHttp {
+    fn new(base: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Result<AdminHttp> {
+        let Some(rest) = base.strip_prefix("https://") else {
+            // No idle connection reuse: a long admin call (flatten, rollback) right after the
+            // auth call must not race the server closing a kept-alive connection.
+            let http = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http();
+            return Ok(AdminHttp::Plain(Box::new(http)));
+        };
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let ca = ca_bundle.context(
+            "an https:// gateway needs its CA certificate: --ca-bundle (or the endpoints file's s3.ca_bundle)",
+        )?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("reading {}", ca.display()))?
+        {
+            roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let addr = rest.split('/').next().unwrap_or(rest).to_string();
+        let host = match addr.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h,
+            _ => addr.as_str(),
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .with_context(|| format!("{host} is not a host name or address"))?;
+        let addr = if addr
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            addr
+        } else {
+            format!("{addr}:443")
+        };
+        Ok(AdminHttp::Tls {
+            connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+            addr,
+            server_name,
+        })
+    }
+
+    async fn request(
+        &self,
+        req: http::Request<String>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        match self {
+            AdminHttp::Plain(c) => Ok(c.request(req).await?),
+            AdminHttp::Tls {
+                connector,
+                addr,
+                server_name,
+            } => {
+                let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                let tls = connector.connect(server_name.clone(), tcp).await?;
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await?;
+                tokio::spawn(conn);
+                // HTTP/1 over a direct connection wants the path, not the absolute URI.
+                let (mut parts, body) = req.into_parts();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                parts.headers.insert(http::header::HOST, addr.parse()?);
+                parts.uri = path.parse()?;
+                Ok(send
+                    .send_request(http::Request::from_parts(parts, body))
+                    .await?)
+            }
+        }
+    }
 }
 
 /// An authenticated admin session.
@@ -30,7 +141,7 @@ pub struct AdminTarget {
 pub struct AdminClient {
     base: String,
     token: String,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, String>,
+    http: AdminHttp,
 }
 
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -61,11 +172,11 @@ impl AdminClient {
             .clone()
             .or_else(|| from_file("/swift/key"))
             .context("give the admin's password: --admin-key (or CAIRN_ADMIN_KEY)")?;
-        // No idle connection reuse: a long admin call (flatten, rollback) right after the auth
-        // call must not race the server closing a kept-alive connection.
-        let http = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build_http();
+        let ca_bundle = t
+            .ca_bundle
+            .clone()
+            .or_else(|| from_file("/s3/ca_bundle").map(std::path::PathBuf::from));
+        let http = AdminHttp::new(&base, ca_bundle.as_deref())?;
         let req = http::Request::get(format!("{base}/auth/v1.0"))
             .header("x-auth-user", &user)
             .header("x-auth-key", &key)
@@ -103,7 +214,10 @@ impl AdminClient {
             .await
             .context("the gateway did not answer")??;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
+        let bytes = tokio::time::timeout(ADMIN_TIMEOUT, resp.into_body().collect())
+            .await
+            .context("the gateway's answer stalled")??
+            .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
             anyhow::bail!(

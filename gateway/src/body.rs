@@ -35,6 +35,11 @@ pub trait BodyDecoder: Send + 'static {
     fn push(&mut self, raw: Bytes, out: &mut Vec<Bytes>) -> Result<(), Self::Error>;
     /// The raw body ended: anything held back goes to `out`; fails if the framing is incomplete.
     fn end(&mut self, out: &mut Vec<Bytes>) -> Result<(), Self::Error>;
+    /// Metadata to store with the object that only the body's end revealed (e.g. a checksum
+    /// sent as a trailer); asked once the body has been checked.
+    fn kept_meta(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 /// A body that is the object's bytes as they are.
@@ -180,7 +185,7 @@ where
                 .await;
             return Err(e);
         }
-        digest_out.set(digest);
+        digest_out.set_with_meta(digest, ingested.decoder.kept_meta());
         if !pending.is_empty() && tx.send(pending).await.is_err() {
             return Err(IngestFailure::Client("the cluster stopped reading".into()).into());
         }

@@ -6,6 +6,7 @@
 //! does the I/O: it authenticates, maps requests onto [`objects::ObjectLayer`] and streams
 //! bodies both ways ([`body`]).
 
+pub mod account_stats;
 pub mod admin;
 pub mod admin_cli;
 mod admin_images;
@@ -19,5 +20,6 @@ pub mod objects;
 pub mod policy;
 pub mod s3;
 pub mod server;
+pub mod spool;
 pub mod swift;
 pub mod up;

@@ -72,6 +72,10 @@ enum Command {
         /// hosts, instead of calling them inside the process.
         #[arg(long)]
         no_local_calls: bool,
+        /// Serve S3 and Swift over HTTPS (certificate from the cluster CA, whose certificate
+        /// `endpoints.json` names as `s3.ca_bundle`) instead of plain HTTP.
+        #[arg(long)]
+        https: bool,
     },
     /// Object operations straight through the cluster client (an operator's tool until the
     /// S3/Swift gateway exists), authenticated with a node's certificate from its config.
@@ -835,6 +839,9 @@ async fn run_up(opts: cairn_gateway::up::UpOptions) -> anyhow::Result<()> {
         writeln!(out, "           region     {}", e.s3.region)?;
         writeln!(out, "           access key {}", e.s3.access_key)?;
         writeln!(out, "           secret key {}", e.s3.secret_key)?;
+        if let Some(ca) = &e.s3.ca_bundle {
+            writeln!(out, "           CA bundle  {ca}")?;
+        }
         writeln!(out, "  Swift    auth url   {}", e.swift.auth_url)?;
         writeln!(out, "           user       {}", e.swift.user)?;
         writeln!(out, "           key        {}", e.swift.key)?;
@@ -941,6 +948,7 @@ fn main() -> anyhow::Result<()> {
                 expirer_interval_s,
                 nbd_port,
                 no_local_calls,
+                https,
             } => {
                 run_up(cairn_gateway::up::UpOptions {
                     data_dir,
@@ -949,6 +957,7 @@ fn main() -> anyhow::Result<()> {
                     expirer_interval: std::time::Duration::from_secs(expirer_interval_s.max(1)),
                     nbd_listen: std::net::SocketAddr::new(host, nbd_port),
                     local_calls: !no_local_calls,
+                    https,
                 })
                 .await
             }

@@ -23,6 +23,11 @@ pub struct GatewayOptions {
     pub region: String,
     /// Serve the image admin API over this block service.
     pub block: Option<Arc<cairn_block::BlockService<AnyMetaStore>>>,
+    /// Where Swift uploads without a Content-Length wait before they are written
+    /// ([`crate::spool`]).
+    pub spool_dir: std::path::PathBuf,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// What every request handler can reach.
@@ -33,6 +38,11 @@ pub struct GatewayState {
     pub region: String,
     /// The block layer, when this process serves images (`cairn up`).
     pub block: Option<Arc<cairn_block::BlockService<AnyMetaStore>>>,
+    pub spool: crate::spool::Spool,
+    /// Served over HTTPS (storage URLs handed out say so).
+    pub https: bool,
+    /// Swift account totals, summed over containers and kept briefly.
+    pub account_stats: crate::account_stats::AccountStatsCache,
 }
 
 /// One request's context.
@@ -59,6 +69,12 @@ impl Gateway {
         identity: IdentityStore<AnyMetaStore>,
         tasks: Vec<JoinHandle<()>>,
     ) -> anyhow::Result<Gateway> {
+        std::fs::create_dir_all(&opts.spool_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "creating the spool directory {}: {e}",
+                opts.spool_dir.display()
+            )
+        })?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|e| anyhow::anyhow!("gateway cannot listen on {}: {e}", opts.listen))?;
@@ -68,9 +84,22 @@ impl Gateway {
             identity,
             region: opts.region,
             block: opts.block,
+            spool: crate::spool::Spool::new(opts.spool_dir),
+            https: opts.tls.is_some(),
+            account_stats: Default::default(),
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(tls) = opts.tls {
+            let server = tokio::spawn(serve_https(listener, app, tls, stopped));
+            info!(%local_addr, "gateway serving S3 and Swift over HTTPS");
+            return Ok(Gateway {
+                local_addr,
+                stop: Some(stop),
+                server: Some(server),
+                tasks,
+            });
+        }
         // Small responses must not wait for the client's delayed ACK (Nagle).
         let listener =
             axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
@@ -103,13 +132,103 @@ impl Gateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+        if let Some(mut server) = self.server.take() {
+            // Past the wait, the listener must not outlive the gateway.
+            if tokio::time::timeout(std::time::Duration::from_secs(12), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
         for t in self.tasks.drain(..) {
             t.abort();
         }
     }
+}
+
+/// A client gets this long to finish its TLS handshake, and then to send each request's head
+/// (hyper's header read timeout, which also ends connections idle between requests).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections being served at once over HTTPS; more wait in the listen backlog.
+const HTTPS_CONNECTIONS_MAX: usize = 1024;
+/// After the stop signal, requests in flight get this long to finish.
+const HTTPS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TLS connections and serves each with hyper until `stopped`; then lets requests in
+/// flight finish (bounded by [`HTTPS_DRAIN`]) and closes every connection.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(HTTPS_CONNECTIONS_MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let http = Arc::new(http);
+    loop {
+        let (slot, (tcp, peer)) = tokio::select! {
+            _ = &mut stopped => break,
+            slot = slots.clone().acquire_owned() => {
+                let Ok(slot) = slot else { break };
+                let accepted = tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok(a) => (slot, a),
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let (acceptor, app, http) = (acceptor.clone(), app.clone(), http.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(HTTPS_DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTPS connections still open {HTTPS_DRAIN:?} after the stop; leaving them");
+    }
+    Ok(())
 }
 
 fn new_request_id() -> String {

@@ -23,6 +23,7 @@ use crate::body::{IngestFailure, PlainBody, ingest, read_small, to_http};
 use crate::objects::{self, ObjectInfo, OpenObject, Opened, USER_META, now_unix_s};
 use crate::policy;
 use crate::server::RequestCtx;
+use crate::spool::SpoolError;
 
 /// Swift tokens live this long.
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -168,7 +169,8 @@ pub async fn auth(ctx: RequestCtx, req: Request) -> Response {
             .project_id
             .ok_or_else(|| SwiftError::unauthorized("Unauthorized"))?;
         let host = header(req, "host").unwrap_or("127.0.0.1");
-        let url = format!("http://{host}/v1/AUTH_{project_id}");
+        let scheme = if ctx.state.https { "https" } else { "http" };
+        let url = format!("{scheme}://{host}/v1/AUTH_{project_id}");
         let expires_in = token
             .expires_at_unix_ms
             .saturating_sub(now_unix_s().saturating_mul(1000))
@@ -487,8 +489,18 @@ async fn account_request(
         Method::GET | Method::HEAD => {
             require_owner(caller, account, false)?;
             let info = client.account_info(account).await.map_err(cluster_error)?;
-            let mut headers =
-                listing::account_headers(info.stats.object_count, 0, 0, &user_meta_of(&info.info));
+            let totals = ctx
+                .state
+                .account_stats
+                .totals(client, account)
+                .await
+                .map_err(cluster_error)?;
+            let mut headers = listing::account_headers(
+                info.stats.object_count,
+                totals.objects,
+                totals.bytes,
+                &user_meta_of(&info.info),
+            );
             if let Some(r) = record_head(&mut headers, &info.info, req.method == Method::HEAD) {
                 return Ok(r);
             }
@@ -501,12 +513,15 @@ async fn account_request(
                 .items
                 .into_iter()
                 .map(|i| match i {
-                    ListItem::Entry(e) => AccountItem::Container {
-                        name: e.name,
-                        count: 0,
-                        bytes: 0,
-                        last_modified_unix_micros: e.timestamp.wall_micros,
-                    },
+                    ListItem::Entry(e) => {
+                        let (count, bytes) = totals.of(&e.name);
+                        AccountItem::Container {
+                            name: e.name,
+                            count,
+                            bytes,
+                            last_modified_unix_micros: e.timestamp.wall_micros,
+                        }
+                    }
                     ListItem::Prefix(p) => AccountItem::Subdir(p),
                 })
                 .collect();
@@ -1009,16 +1024,22 @@ async fn put_object(
         let (c, p) = dlo::parse_object_manifest(m)?;
         meta.insert(objects::SYS_DLO.into(), format!("{c}/{p}"));
     }
-    let size: u64 = match header(req, "content-length") {
-        Some(l) => l
-            .parse()
-            .map_err(|_| SwiftError::bad_request("Invalid Content-Length"))?,
+    let (size, body): (u64, axum::body::Body) = match header(req, "content-length") {
+        Some(l) => (
+            l.parse()
+                .map_err(|_| SwiftError::bad_request("Invalid Content-Length"))?,
+            body,
+        ),
         None if header(req, "transfer-encoding").is_some() => {
-            return Err(SwiftError::length_required(
-                "Chunked uploads need a Content-Length here; upload large data as segments (swift upload --segment-size)",
-            ));
+            let spooled = ctx
+                .state
+                .spool
+                .take(body, constraints::MAX_FILE_SIZE)
+                .await
+                .map_err(spool_error)?;
+            (spooled.len, spooled.body)
         }
-        None => 0,
+        None => (0, body),
     };
     constraints::check_object_size(size)?;
     let delete_at = meta.get(objects::SYS_DELETE_AT).cloned();
@@ -1063,6 +1084,24 @@ async fn put_object(
         ],
         axum::body::Body::empty(),
     ))
+}
+
+/// A chunked body that could not be spooled, in Swift's terms.
+fn spool_error(e: SpoolError) -> SwiftError {
+    match e {
+        SpoolError::TooLarge { .. } => SwiftError::entity_too_large("Your request is too large."),
+        SpoolError::Busy | SpoolError::NoSpace => SwiftError::new(503, e.to_string()),
+        SpoolError::Idle(_) => SwiftError::new(408, "Request Timeout"),
+        SpoolError::Client(m) => SwiftError::bad_request(format!("reading the body: {m}")),
+        SpoolError::Io(io) => {
+            // The spool directory's path is the operator's business, not the client's.
+            tracing::error!(error = %io, "spooling an upload without a Content-Length failed");
+            SwiftError::new(
+                503,
+                "the gateway could not hold the upload; try again later",
+            )
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

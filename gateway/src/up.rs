@@ -59,6 +59,9 @@ pub struct UpOptions {
     /// TLS or sockets; see `cairn_net::LocalServers`). Off: every call goes over TCP+TLS as
     /// between hosts (to measure that cost).
     pub local_calls: bool,
+    /// Serve S3 and Swift over HTTPS with the gateway's certificate from the cluster CA
+    /// (`<data-dir>/ca.pem`, written to `endpoints.json` as `s3.ca_bundle`).
+    pub https: bool,
 }
 
 /// What a first start records so later starts find the same cluster.
@@ -94,6 +97,9 @@ pub struct S3Endpoint {
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
+    /// With `--https`: the CA certificate that signed the gateway's (clients' `--ca-bundle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -368,19 +374,27 @@ pub async fn start(opts: UpOptions) -> anyhow::Result<UpCluster> {
             listen: opts.listen,
             region: state.region.clone(),
             block: Some(block),
+            spool_dir: dir.join("spool"),
+            tls: if opts.https {
+                Some(Arc::new(tls.https_server_config()?))
+            } else {
+                None
+            },
         },
         client,
         identity,
         vec![watch, expirer],
     )
     .await?;
-    let base = format!("http://{}", gateway.local_addr());
+    let scheme = if opts.https { "https" } else { "http" };
+    let base = format!("{scheme}://{}", gateway.local_addr());
     let endpoints = Endpoints {
         s3: S3Endpoint {
             endpoint: base.clone(),
             region: state.region.clone(),
             access_key: state.admin.access_key.clone(),
             secret_key: state.admin.secret_key.clone(),
+            ca_bundle: opts.https.then(|| dir.join("ca.pem").display().to_string()),
         },
         swift: SwiftEndpoint {
             auth_url: format!("{base}/auth/v1.0"),

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -24,6 +25,14 @@ from botocore.exceptions import ClientError
 ep = json.load(open(sys.argv[1]))
 other = json.load(open(sys.argv[2]))
 S3 = ep["s3"]
+# `cairn up --https`: trust the cluster CA that signed the gateway's certificate.
+CA = S3.get("ca_bundle")
+TLS = ssl.create_default_context(cafile=CA) if CA else None
+
+
+def urlopen(req):
+    return urllib.request.urlopen(req, context=TLS)
+
 
 
 def client(ak=None, sk=None, **cfg):
@@ -33,6 +42,7 @@ def client(ak=None, sk=None, **cfg):
         region_name=S3["region"],
         aws_access_key_id=ak or S3["access_key"],
         aws_secret_access_key=sk or S3["secret_key"],
+        verify=CA if CA else None,
         config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
                       retries={"max_attempts": 1}, read_timeout=300, **cfg),
     )
@@ -104,11 +114,64 @@ try:
     algos = ("CRC32", "CRC32C", "SHA256")
 except ImportError:
     algos = ("CRC32", "SHA256")
+sent = []
+s3.meta.events.register("before-send.s3.PutObject",
+                        lambda request, **kw: sent.append({k.lower(): v for k, v in request.headers.items()}))
 for algo in algos:
     r = s3.put_object(Bucket=bucket, Key="sum-" + algo, Body=body, ChecksumAlgorithm=algo)
+    trailer = sent[-1].get("x-amz-trailer", b"")
+    trailer = trailer.decode() if isinstance(trailer, bytes) else trailer
+    if CA and tuple(int(x) for x in botocore.__version__.split(".")[:2]) >= (1, 36):
+        # Over HTTPS a current botocore sends the checksum as an aws-chunked trailer.
+        assert trailer == "x-amz-checksum-" + algo.lower(), (algo, sent[-1])
     assert "Checksum" + algo in r, r
     assert s3.get_object(Bucket=bucket, Key="sum-" + algo)["Body"].read() == body
-check("x-amz-checksum uploads: " + "/".join(algos))
+    # Kept with the object: returned (and checked by botocore) when asked for.
+    g = s3.get_object(Bucket=bucket, Key="sum-" + algo, ChecksumMode="ENABLED")
+    assert g.get("Checksum" + algo) == r["Checksum" + algo], (algo, g.get("Checksum" + algo))
+    assert g["Body"].read() == body
+check("x-amz-checksum uploads: " + "/".join(algos) + "; returned by GET with ChecksumMode")
+
+# botocore sends checksums as trailers only over HTTPS, so frame one by hand: an unsigned
+# aws-chunked body whose CRC32 comes after the last chunk, header-signed with SigV4.
+import base64
+import zlib
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+def trailer_put(key, data, crc_b64):
+    framed = (b"%x\r\n" % len(data) + data + b"\r\n0\r\n"
+              + b"x-amz-checksum-crc32:" + crc_b64.encode() + b"\r\n\r\n")
+    url = f"{S3['endpoint']}/{bucket}/{key}"
+    req = AWSRequest(method="PUT", url=url, data=framed, headers={
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "content-length": str(len(framed)),
+    })
+    SigV4Auth(Credentials(S3["access_key"], S3["secret_key"]), "s3", S3["region"]).add_auth(req)
+    raw = urllib.request.Request(url, data=framed, headers=dict(req.headers.items()), method="PUT")
+    try:
+        with urlopen(raw) as resp:
+            return resp.status, resp.headers.get("x-amz-checksum-crc32"), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, None, e.read()
+
+
+tdata = os.urandom(300 * 1024)
+tcrc = base64.b64encode(zlib.crc32(tdata).to_bytes(4, "big")).decode()
+status, answered, _ = trailer_put("trailer-crc32", tdata, tcrc)
+assert (status, answered) == (200, tcrc), (status, answered)
+g = s3.get_object(Bucket=bucket, Key="trailer-crc32", ChecksumMode="ENABLED")
+assert g.get("ChecksumCRC32") == tcrc and g["Body"].read() == tdata, g.get("ChecksumCRC32")
+wrong = base64.b64encode(((zlib.crc32(tdata) + 1) & 0xffffffff).to_bytes(4, "big")).decode()
+status, _, answer = trailer_put("trailer-bad", tdata, wrong)
+assert status == 400 and b"BadDigest" in answer, (status, answer)
+assert error_code(s3.head_object, Bucket=bucket, Key="trailer-bad")[1] == 404
+check("aws-chunked upload with a CRC32 trailer: kept and returned; a wrong trailer is refused")
 
 # Copy, metadata directive.
 s3.copy_object(Bucket=bucket, Key="copy1", CopySource={"Bucket": bucket, "Key": "a/b.bin"})
@@ -160,7 +223,7 @@ check("multipart: parts, copy part, list parts/uploads, validation, complete, ra
 
 def swift_session():
     sw = ep["swift"]
-    r = urllib.request.urlopen(urllib.request.Request(
+    r = urlopen(urllib.request.Request(
         sw["auth_url"], headers={"X-Auth-User": sw["user"], "X-Auth-Key": sw["key"]}))
     return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
 
@@ -169,7 +232,7 @@ def part_names(prefix):
     """The part objects under `prefix` in the bucket's segments container (Swift's view)."""
     url, token = swift_session()
     q = urllib.parse.quote(bucket + "+segments", safe="") + "?format=json&prefix=" + urllib.parse.quote(prefix)
-    r = urllib.request.urlopen(urllib.request.Request(url + "/" + q, headers={"X-Auth-Token": token}))
+    r = urlopen(urllib.request.Request(url + "/" + q, headers={"X-Auth-Token": token}))
     return sorted(o["name"] for o in json.loads(r.read() or b"[]"))
 
 
@@ -237,21 +300,21 @@ check("DeleteObjects batch; delete bucket; non-empty bucket refused")
 
 # Presigned URLs: GET, PUT, expiry.
 url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a/b.bin"}, ExpiresIn=60)
-assert urllib.request.urlopen(url).read() == body
+assert urlopen(url).read() == body
 put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "presigned-put"}, ExpiresIn=60)
 req = urllib.request.Request(put_url, data=b"via presigned", method="PUT")
-urllib.request.urlopen(req).read()
+urlopen(req).read()
 assert s3.get_object(Bucket=bucket, Key="presigned-put")["Body"].read() == b"via presigned"
 short = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a/b.bin"}, ExpiresIn=1)
 time.sleep(2.5)
 try:
-    urllib.request.urlopen(short)
+    urlopen(short)
     raise AssertionError("expired presigned URL worked")
 except urllib.error.HTTPError as e:
     assert e.code == 403 and b"<Code>AccessDenied</Code>" in e.read()
 tampered = url.replace("a/b.bin", "a/c.bin")
 try:
-    urllib.request.urlopen(tampered)
+    urlopen(tampered)
     raise AssertionError("tampered presigned URL worked")
 except urllib.error.HTTPError as e:
     assert e.code == 403 and b"SignatureDoesNotMatch" in e.read()
@@ -281,7 +344,7 @@ def raw(method, path, data=b"", headers=None):
     SigV4Auth(creds, "s3", S3["region"]).add_auth(req)
     r = urllib.request.Request(req.url, data=data if method in ("PUT", "POST") else None, method=method, headers=dict(req.headers))
     try:
-        resp = urllib.request.urlopen(r)
+        resp = urlopen(r)
         return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -318,11 +381,17 @@ def signed_headers(method, path, headers, payload_hash):
 def send_raw(method, path, headers, body, close_after=False):
     u = urlparse(S3["endpoint"])
     sock = socket.create_connection((u.hostname, u.port), timeout=30)
+    if TLS:
+        sock = TLS.wrap_socket(sock, server_hostname=u.hostname)
     head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, u.netloc)
     for k, v in headers.items():
         if k.lower() != "host":
             head += "%s: %s\r\n" % (k, v)
     sock.sendall(head.encode() + b"\r\n" + body)
+    if close_after and TLS:
+        # A TLS socket cannot half-close and still read: the cut is all that is tested here.
+        sock.close()
+        return b""
     if close_after:
         sock.shutdown(socket.SHUT_WR)
     data = b""
@@ -339,6 +408,16 @@ def send_raw(method, path, headers, body, close_after=False):
     sock.close()
     return data
 
+
+# Two checksum headers: S3 verifies one, so it refuses the pair (and stores nothing).
+crc_hdr = base64.b64encode(zlib.crc32(b"two sums").to_bytes(4, "big")).decode()
+sha_hdr = base64.b64encode(hashlib.sha256(b"two sums").digest()).decode()
+h = signed_headers("PUT", "/%s/two-sums" % bucket,
+                   {"Content-Length": "8", "x-amz-checksum-crc32": crc_hdr,
+                    "x-amz-checksum-sha256": sha_hdr}, "UNSIGNED-PAYLOAD")
+reply = send_raw("PUT", "/%s/two-sums" % bucket, h, b"two sums")
+assert b" 400 " in reply.split(b"\r\n", 1)[0] and b"InvalidRequest" in reply, reply[:300]
+assert error_code(s3.head_object, Bucket=bucket, Key="two-sums")[1] == 404
 
 wrong = hashlib.sha256(b"not the body").hexdigest()
 h = signed_headers("PUT", "/%s/bad-sha" % bucket, {"Content-Length": "10"}, wrong)

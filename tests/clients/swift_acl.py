@@ -88,4 +88,39 @@ assert status_of(sc.put_object, url_a, tok_a, "shared", "slo",
 assert status_of(sc.get_object, url_a, tok_a, "shared", "slo") == 404
 assert status_of(sc.get_object, url_a, tok_a, "shared", "doc", headers={"Range": "bytes=100-200"}) == 416
 print("ok: malformed metadata, ACL and SLO manifests refused; bad range 416; nothing created")
+# Uploads without a Content-Length (Transfer-Encoding: chunked, as swiftclient sends for a
+# generator): one small enough to stay in the gateway's memory, one spooled to its disk.
+import hashlib
+import os
+
+sc.put_container(url_a, tok_a, "chunked")
+for name, size in (("small", 300_000), ("large", 3_000_001)):
+    data = os.urandom(size)
+
+    def pieces(d=data):
+        for i in range(0, len(d), 65536):
+            yield d[i:i + 65536]
+
+    etag = sc.put_object(url_a, tok_a, "chunked", name, contents=pieces())
+    assert etag == hashlib.md5(data).hexdigest(), (name, etag)
+    hdrs, got = sc.get_object(url_a, tok_a, "chunked", name)
+    assert got == data and int(hdrs["content-length"]) == size, name
+    assert sc.head_object(url_a, tok_a, "chunked", name)["etag"].strip('"') == etag
+print("ok: chunked uploads without Content-Length, in memory and spooled, read back whole")
+
+# Account totals: the sum of the containers' object counts and bytes (kept for up to 2 s).
+import time
+
+time.sleep(2.1)
+hdrs, containers = sc.get_account(url_a, tok_a)
+row = next(c for c in containers if c["name"] == "chunked")
+assert (row["count"], row["bytes"]) == (2, 300_000 + 3_000_001), row
+assert int(hdrs["x-account-object-count"]) == sum(c["count"] for c in containers), hdrs
+assert int(hdrs["x-account-bytes-used"]) == sum(c["bytes"] for c in containers), hdrs
+assert int(hdrs["x-account-container-count"]) == len(containers), hdrs
+sc.delete_object(url_a, tok_a, "chunked", "small")
+time.sleep(2.1)
+hdrs = sc.head_account(url_a, tok_a)
+assert int(hdrs["x-account-bytes-used"]) == sum(c["bytes"] for c in containers) - 300_000, hdrs
+print("ok: account object and byte totals, per-container counts in the account listing")
 print("ALL SWIFT ACL CHECKS PASSED")

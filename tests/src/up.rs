@@ -24,15 +24,24 @@ pub struct CairnUp {
 impl CairnUp {
     /// Starts a fresh cluster in a temporary directory.
     pub fn start() -> CairnUp {
+        CairnUp::start_with(&[])
+    }
+
+    /// Starts a fresh cluster with extra `cairn up` flags (e.g. `--https`).
+    pub fn start_with(extra: &[&str]) -> CairnUp {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let mut up = CairnUp::start_in(&dir);
+        let mut up = CairnUp::start_in_with(&dir, extra);
         up._tmp = Some(tmp);
         up
     }
 
     /// Starts (or restarts) the cluster kept in `dir`.
     pub fn start_in(dir: &Path) -> CairnUp {
+        CairnUp::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: &Path, extra: &[&str]) -> CairnUp {
         fs::create_dir_all(dir).unwrap();
         // One loopback address per cluster (kept across restarts): clusters of parallel tests
         // never race for the same ports.
@@ -70,6 +79,7 @@ impl CairnUp {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env(
                 "CAIRN_LOG",
                 std::env::var("CAIRN_LOG").unwrap_or_else(|_| "info".into()),

@@ -107,6 +107,23 @@ impl BodyDecoder for S3Body {
         }
         Ok(())
     }
+
+    /// The verified checksum, so a GET with `x-amz-checksum-mode: ENABLED` can return it
+    /// (one sent as a header is also in the request's metadata; the same key and value).
+    fn kept_meta(&self) -> BTreeMap<String, String> {
+        self.computed
+            .iter()
+            .map(|(a, v)| (checksum_meta_key(*a), v.clone()))
+            .collect()
+    }
+}
+
+/// The metadata key a checksum is kept under.
+fn checksum_meta_key(a: ChecksumAlgorithm) -> String {
+    format!(
+        "{SYS_CHECKSUM_PREFIX}{}",
+        a.algorithm_value().to_ascii_lowercase()
+    )
 }
 
 impl S3Body {
@@ -187,6 +204,13 @@ impl S3Body {
         let mut checksum = None;
         for a in ChecksumAlgorithm::ALL {
             if let Some(v) = req.header(a.header_name()) {
+                if checksum.is_some() {
+                    // S3 verifies one; two would leave one unverified but stored.
+                    return Err(err(
+                        S3ErrorCode::InvalidRequest,
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+                    ));
+                }
                 checksum = Some((ChecksumHasher::new(a), Some(v.to_string())));
             }
         }
@@ -234,19 +258,13 @@ impl S3Body {
     }
 }
 
-/// The checksum to keep with the object, as metadata: one sent as a header (it is verified
-/// before the write completes). A trailer's value only arrives after the write's metadata
-/// went out, so it is verified but not kept.
+/// The checksum to keep with the object, as metadata, when it was sent as a header (it is
+/// verified before the write completes). One sent as a trailer reaches the object through
+/// the body's digest trailer instead ([`BodyDecoder::kept_meta`]).
 pub(crate) fn header_checksum_meta(req: &S3Request, meta: &mut BTreeMap<String, String>) {
     for a in ChecksumAlgorithm::ALL {
         if let Some(v) = req.header(a.header_name()) {
-            meta.insert(
-                format!(
-                    "{SYS_CHECKSUM_PREFIX}{}",
-                    a.algorithm_value().to_ascii_lowercase()
-                ),
-                v.to_string(),
-            );
+            meta.insert(checksum_meta_key(a), v.to_string());
         }
     }
 }

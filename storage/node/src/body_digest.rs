@@ -86,8 +86,10 @@ impl BodyDigester {
 
 /// Where the producer of a streamed body leaves its digest for the cluster client: set before
 /// the stream is finished, read once the stream has ended (the body channel orders the two).
+/// Metadata learned only from the body's end (an S3 checksum sent as a trailer) travels with
+/// the digest, in the same `PutBlob` trailer, so it is stored with the object.
 #[derive(Clone, Debug, Default)]
-pub struct BodyDigestCell(Arc<OnceLock<BodyDigest>>);
+pub struct BodyDigestCell(Arc<OnceLock<(BodyDigest, BTreeMap<String, String>)>>);
 
 impl BodyDigestCell {
     pub fn new() -> BodyDigestCell {
@@ -96,11 +98,26 @@ impl BodyDigestCell {
 
     /// Records the digest; a second call is ignored (the first one described the bytes).
     pub fn set(&self, digest: BodyDigest) {
-        let _ = self.0.set(digest);
+        self.set_with_meta(digest, BTreeMap::new());
+    }
+
+    /// Records the digest and metadata to store with the object (keys must not be the
+    /// digest's own trailer keys, which are refused).
+    pub fn set_with_meta(&self, digest: BodyDigest, meta: BTreeMap<String, String>) {
+        let meta = meta
+            .into_iter()
+            .filter(|(k, _)| k != TRAILER_BODY_MD5 && k != TRAILER_BODY_CRC32C)
+            .collect();
+        let _ = self.0.set((digest, meta));
     }
 
     pub fn get(&self) -> Option<BodyDigest> {
-        self.0.get().copied()
+        self.0.get().map(|(d, _)| *d)
+    }
+
+    /// The metadata recorded with the digest (empty before it is set).
+    pub fn meta(&self) -> BTreeMap<String, String> {
+        self.0.get().map(|(_, m)| m.clone()).unwrap_or_default()
     }
 }
 
@@ -120,6 +137,32 @@ mod tests {
         digest.insert_into(&mut trailer);
         assert_eq!(BodyDigest::take_from(&mut trailer), Ok(digest));
         assert_eq!(trailer.len(), 1, "only the digest's keys are taken");
+    }
+
+    #[test]
+    fn the_cell_carries_metadata_but_not_digest_keys() {
+        let cell = BodyDigestCell::new();
+        assert!(cell.get().is_none() && cell.meta().is_empty());
+        let digest = BodyDigest {
+            md5: [1; 16],
+            crc32c: 7,
+        };
+        cell.set_with_meta(
+            digest,
+            BTreeMap::from([
+                ("sys-checksum-crc32".to_string(), "AAAAAA==".to_string()),
+                (TRAILER_BODY_MD5.to_string(), "forged".to_string()),
+            ]),
+        );
+        cell.set(BodyDigest {
+            md5: [2; 16],
+            crc32c: 8,
+        });
+        assert_eq!(cell.get(), Some(digest), "the first digest stays");
+        assert_eq!(
+            cell.meta(),
+            BTreeMap::from([("sys-checksum-crc32".to_string(), "AAAAAA==".to_string())])
+        );
     }
 
     #[test]

@@ -1159,10 +1159,10 @@ async fn tee(
         }
         senders = alive;
     }
-    let digest = match digester {
-        Some(d) => d.finish(),
-        None => match digest.and_then(|cell| cell.get()) {
-            Some(d) => d,
+    let (digest, meta) = match digester {
+        Some(d) => (d.finish(), BTreeMap::new()),
+        None => match digest.and_then(|cell| cell.get().map(|d| (d, cell.meta()))) {
+            Some(found) => found,
             None => {
                 let why = "the body ended without its producer's digest".to_string();
                 abort_all(senders, why.clone()).await;
@@ -1170,7 +1170,7 @@ async fn tee(
             }
         },
     };
-    let trailer = match digest_trailer(digest) {
+    let trailer = match digest_trailer(digest, meta) {
         Ok(t) => t,
         Err(e) => {
             abort_all(senders, e.to_string()).await;
@@ -1185,9 +1185,11 @@ async fn tee(
     Ok(())
 }
 
-/// The `PutBlob` metadata trailer carrying only a body's digest.
-fn digest_trailer(digest: BodyDigest) -> Result<Bytes, ClientError> {
-    let mut trailer = BTreeMap::new();
+/// The `PutBlob` metadata trailer: a body's digest and metadata to store with the object.
+fn digest_trailer(
+    digest: BodyDigest,
+    mut trailer: BTreeMap<String, String>,
+) -> Result<Bytes, ClientError> {
     digest.insert_into(&mut trailer);
     postcard::to_allocvec(&trailer)
         .map(Bytes::from)
@@ -1198,7 +1200,7 @@ fn digest_trailer(digest: BodyDigest) -> Result<Bytes, ClientError> {
 fn with_digest_trailer(body: Bytes) -> Result<Bytes, ClientError> {
     let mut digester = BodyDigester::new();
     digester.update(&body);
-    let trailer = digest_trailer(digester.finish())?;
+    let trailer = digest_trailer(digester.finish(), BTreeMap::new())?;
     let mut out = BytesMut::with_capacity(body.len() + trailer.len());
     out.extend_from_slice(&body);
     out.extend_from_slice(&trailer);

@@ -14,7 +14,7 @@ use cairn_engine::{
     ExtentChange, ListingEntry, StorageEngine, WriteOutcome, limits::EXTENT_IO_MAX_BYTES,
 };
 use cairn_net::{Body, CallContext, Handler, HandlerError, Response, decode_request};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::body_digest::BodyDigest;
 use crate::limits::EXTENT_METAS_KEYS_MAX;
@@ -535,19 +535,24 @@ impl<E: StorageEngine> NodeService<E> {
 impl<E: StorageEngine> Handler for NodeService<E> {
     async fn handle(
         &self,
-        ctx: CallContext,
+        _ctx: CallContext,
         header: Bytes,
         body: Body,
     ) -> Result<Response, HandlerError> {
         let req: NodeRequest = decode_request(&header)?;
         let kind = req.kind();
-        let span = info_span!("node_rpc", request_id = %ctx.request_id, peer = %ctx.peer_name, kind, device = req.device());
+        // The transport's "rpc" span (request id, peer) gets the operation and device rather
+        // than a second span per request: span creation is a measurable part of a 4 KiB block
+        // read (~5 µs of ~110 for this one span, by hand with fio).
+        let span = tracing::Span::current();
+        span.record("op", kind);
+        span.record("target", req.device());
         let started = Instant::now();
-        let result = self.dispatch(req, body).instrument(span.clone()).await;
+        let result = self.dispatch(req, body).await;
         let (msg, body) = match result {
             Ok(r) => r,
             Err(e) => {
-                span.in_scope(|| debug!(error = %e, "refused"));
+                debug!(error = %e, "refused");
                 (NodeResponse::Refused(e), Body::Empty)
             }
         };

@@ -15,7 +15,6 @@
 //!   corrupt is replaced by another index and the segment decoded.
 //! - A DELETE writes tombstones to every slot and needs the write quorum.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -306,7 +305,7 @@ impl ClusterClient {
                 return Err(e);
             }
         };
-        let mut trailer = BTreeMap::new();
+        let mut trailer = put.digest.as_ref().map(|c| c.meta()).unwrap_or_default();
         trailer.insert(EC_OBJECT_ETAG.to_string(), etag.clone());
         if !etag_override_given {
             trailer.insert(LISTING_ETAG_OVERRIDE.to_string(), etag.clone());
@@ -1007,7 +1006,7 @@ mod tests {
             size_bytes: layout.archive_bytes(),
             etag: "archive".into(),
             content_type: "text/plain".into(),
-            user_meta: BTreeMap::new(),
+            user_meta: std::collections::BTreeMap::new(),
             tombstone: false,
         };
         meta.user_meta
