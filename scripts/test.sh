@@ -22,5 +22,11 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # The multi-process tests start the `cairn` binary, which test builds do not produce.
 echo "==> cargo build --bins"
 cargo build --workspace --bins --all-features --locked
+# The suite itself peaks at ~3 GiB under $TMPDIR (clusters with 3 replicas, 1 GiB nbdcopy
+# images); on a fuller disk tests fail with ENOSPC / "disk full", so say why up front.
+tmp_free_kib=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}')
+if ((tmp_free_kib < 6 * 1024 * 1024)); then
+  echo "WARNING: only $((tmp_free_kib / 1024)) MiB free under ${TMPDIR:-/tmp}; the tests need ~4 GiB and will fail with 'disk full' below that" >&2
+fi
 echo "==> cargo nextest"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
