@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) pieces: crate::piece_cache::PieceCache,
     /// The newest fencing epoch per image (see `fence_cache`).
     pub(crate) fences: crate::fence_cache::FenceCache,
+    /// Extent writes waiting for the group committer (see `extent_writes`).
+    pub(crate) extent_writes: Arc<crate::extent_writes::ExtentWriteQueue>,
     /// `None` until the first small write after opening (a restart never appends to an old
     /// segment, whose tail may be torn).
     pub(crate) segment: tokio::sync::Mutex<Option<OpenSegment>>,
@@ -159,11 +161,13 @@ impl Inner {
         // Extent chunks (block-device data, up to 64 KiB each) are kept out of the LSM tree in
         // RocksDB's blob files: compactions then move only small index entries instead of
         // rewriting (and recompressing) every written byte several times. Disk data rarely
-        // compresses, so blobs are stored as they are; blob GC reclaims overwritten chunks.
+        // compresses, so blobs are stored as they are. Overwritten chunks are reclaimed by
+        // `maintenance::collect_blob_garbage` once there is enough garbage, not by every
+        // compaction (see there).
         db_opts.set_enable_blob_files(true);
         db_opts.set_min_blob_size(EXTENT_BLOB_MIN_BYTES);
         db_opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
-        db_opts.set_enable_blob_gc(true);
+        db_opts.set_enable_blob_gc(false);
         let db = DB::open(&db_opts, dir.join("index"))
             .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
         let pool = BlockingPool::new();
@@ -177,6 +181,7 @@ impl Inner {
             index_lock: Mutex::new(()),
             pieces: crate::piece_cache::PieceCache::default(),
             fences: crate::fence_cache::FenceCache::default(),
+            extent_writes: Arc::default(),
             segment: tokio::sync::Mutex::new(None),
             next_file_id: AtomicU64::new(1),
             live_blob_bytes: AtomicU64::new(0),

@@ -1,9 +1,10 @@
 //! The newest fencing epoch seen per image, so an extent write does not read its image's fence
 //! record from RocksDB every time (that lookup was a fifth of a 4 KiB write's engine time).
 //!
-//! Fence records change only in `records::check_fence`'s batches, written under the index
-//! lock; the cache is updated under the same lock once such a batch is in the database, so a
-//! cached epoch is never older than the record. A missing entry is simply read again.
+//! Fence records change only in batches built after `records::fence_decision` (a group's extent
+//! writes, a fence call), written under the index lock; the cache is updated under the same lock
+//! once such a batch is in the database, so a cached epoch is never older than the record. A
+//! missing entry is simply read again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -15,7 +15,9 @@ use crate::blobs::{RocksReader, account, append_segment, release};
 use crate::engine::{Inner, quarantine_dir, sync_dir};
 use crate::io::IoBackend;
 use crate::keys::{self, BlobRecord, Location};
-use crate::limits::SEGMENT_GARBAGE_PERCENT_MIN;
+use crate::limits::{
+    BLOB_GARBAGE_BYTES_MIN, BLOB_GARBAGE_PERCENT_MIN, SEGMENT_GARBAGE_PERCENT_MIN,
+};
 
 pub(crate) async fn blob_meta(inner: &Arc<Inner>, key: &BlobKey) -> Result<Option<BlobMeta>> {
     inner.check()?;
@@ -336,7 +338,70 @@ pub(crate) async fn compact(inner: &Arc<Inner>) -> Result<CompactionReport> {
             report.bytes_reclaimed += garbage;
         }
     }
+    let i = inner.clone();
+    report.bytes_reclaimed += inner.pool.run(move || collect_blob_garbage(&i)).await?;
     Ok(report)
+}
+
+/// RocksDB blob files (extent chunks) are garbage-collected here, on demand, not by every
+/// compaction: with GC on, each compaction relocates every live blob of the oldest quarter of
+/// the blob files, which was nine tenths of compaction work and a quarter of all CPU while
+/// block images were written sequentially, most of it copying data that was not garbage. Once
+/// at least [`BLOB_GARBAGE_PERCENT_MIN`] of the blob bytes are garbage (and at least
+/// [`BLOB_GARBAGE_BYTES_MIN`]), one full compaction with GC over every blob file rewrites the
+/// live blobs and drops the old files: at 40%, blob space stays within 1.7 times the live data
+/// and each byte of garbage reclaimed costs at most 1.5 bytes of live data copied. Returns the
+/// bytes reclaimed (blocking).
+pub(crate) fn collect_blob_garbage(inner: &Inner) -> Result<u64> {
+    let (total, garbage) = blob_file_bytes(inner)?;
+    if garbage < BLOB_GARBAGE_BYTES_MIN || garbage * 100 < total * BLOB_GARBAGE_PERCENT_MIN {
+        return Ok(0);
+    }
+    let set = |opts: &[(&str, &str)]| {
+        inner
+            .db
+            .set_options(opts)
+            .map_err(|e| Error::Failed(format!("cannot set blob GC options: {e}")))
+    };
+    set(&[
+        ("enable_blob_garbage_collection", "true"),
+        ("blob_garbage_collection_age_cutoff", "1.0"),
+    ])?;
+    // Forced down to the last level: by default a manual compaction leaves the bottommost
+    // files alone, and most live keys (so most blob references) are there.
+    let mut compact = rocksdb::CompactOptions::default();
+    compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+    inner
+        .db
+        .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &compact);
+    set(&[
+        ("enable_blob_garbage_collection", "false"),
+        ("blob_garbage_collection_age_cutoff", "0.25"),
+    ])?;
+    let (after, _) = blob_file_bytes(inner)?;
+    let reclaimed = total.saturating_sub(after);
+    tracing::info!(
+        blob_bytes_before = total,
+        garbage_bytes = garbage,
+        blob_bytes_after = after,
+        "blob files garbage-collected"
+    );
+    Ok(reclaimed)
+}
+
+/// Bytes in the current version's blob files, and how many of them are garbage.
+pub(crate) fn blob_file_bytes(inner: &Inner) -> Result<(u64, u64)> {
+    let prop = |name: &str| {
+        inner
+            .db
+            .property_int_value(name)
+            .map_err(|e| inner.read_error(e))
+            .map(Option::unwrap_or_default)
+    };
+    Ok((
+        prop("rocksdb.live-blob-file-size")?,
+        prop("rocksdb.live-blob-file-garbage-size")?,
+    ))
 }
 
 pub(crate) async fn audit(
@@ -414,4 +479,88 @@ async fn verify(inner: &Arc<Inner>, rec: &BlobRecord) -> Result<()> {
         reader.read_chunk(index).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::cast_possible_truncation
+    )]
+
+    use bytes::Bytes;
+    use cairn_engine::{ExtentKey, StorageEngine, WriteTag};
+
+    use super::*;
+    use crate::{EngineOptions, IoChoice, RocksEngine};
+
+    /// Overwritten extent chunks become blob garbage that compactions do not collect; once it
+    /// passes the threshold, `compact` reclaims it and every byte still reads back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_garbage_is_collected_on_demand_and_live_chunks_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(EngineOptions {
+            dir: dir.path().to_path_buf(),
+            io: IoChoice::Plain,
+        })
+        .await
+        .unwrap();
+        let key = ExtentKey {
+            partition: 1,
+            image: "gc".into(),
+            object_no: 0,
+        };
+        let piece = 1u64 << 20;
+        let pieces = (BLOB_GARBAGE_BYTES_MIN / piece) * 4 / 3 + 4;
+        let flush_and_compact = |e: &RocksEngine| {
+            e.inner.db.flush().unwrap();
+            let mut c = rocksdb::CompactOptions::default();
+            c.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            e.inner
+                .db
+                .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &c);
+        };
+        // Three of every four pieces are written again: their first copies become garbage in
+        // blob files that also hold live chunks, so no file can simply be dropped.
+        let rewritten = |generation: u64, i: u64| generation == 0 || !i.is_multiple_of(4);
+        for generation in 0..2u64 {
+            for i in (0..pieces).filter(|&i| rewritten(generation, i)) {
+                let data = Bytes::from(vec![(generation * 100 + i) as u8; piece as usize]);
+                let tag = WriteTag {
+                    epoch: 1,
+                    seq: generation * pieces + i + 1,
+                };
+                engine
+                    .write_extent(&key, i * piece, data, tag)
+                    .await
+                    .unwrap();
+            }
+            flush_and_compact(&engine);
+        }
+        let (total, garbage) = blob_file_bytes(&engine.inner).unwrap();
+        assert!(
+            garbage >= BLOB_GARBAGE_BYTES_MIN && garbage * 100 >= total * BLOB_GARBAGE_PERCENT_MIN,
+            "ordinary compactions left the garbage: {garbage} of {total}"
+        );
+        let report = engine.compact().await.unwrap();
+        let (after, garbage_after) = blob_file_bytes(&engine.inner).unwrap();
+        assert!(report.bytes_reclaimed >= garbage / 2, "{report:?}");
+        assert!(
+            after < total && garbage_after < garbage,
+            "{after} {garbage_after}"
+        );
+        for i in 0..pieces {
+            let got = engine
+                .read_extent(&key, i * piece, piece)
+                .await
+                .unwrap()
+                .to_bytes();
+            let want = if i.is_multiple_of(4) { i } else { 100 + i } as u8;
+            assert!(got.iter().all(|&b| b == want), "piece {i}");
+        }
+        // Nothing more to do: a second pass reclaims nothing.
+        assert_eq!(engine.compact().await.unwrap().bytes_reclaimed, 0);
+    }
 }

@@ -57,21 +57,21 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 // ---- Extents ------------------------------------------------------------------------------------
 
-fn piece_key(prefix: &[u8], tag: WriteTag) -> Vec<u8> {
+pub(crate) fn piece_key(prefix: &[u8], tag: WriteTag) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(&tag.epoch.to_be_bytes());
     k.extend_from_slice(&tag.seq.to_be_bytes());
     k
 }
 
-fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8> {
+pub(crate) fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8> {
     let mut k = piece_key(data_prefix, tag);
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
 
 /// The piece records of one object, from the cache or else the database.
-fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<PieceMeta>>> {
+pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<PieceMeta>>> {
     match inner.pieces.get(prefix) {
         Ok(metas) => Ok(metas),
         Err(ticket) => {
@@ -112,20 +112,20 @@ fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<PieceMeta>> {
     Ok(out)
 }
 
-/// Checks the image's fence for `epoch`; if `epoch` is newer, puts the raise into `batch`
-/// and answers it: the caller reports it to [`crate::fence_cache::FenceCache::stored`] once the
-/// batch is written (or `forget`s the image if the write failed). Call under the index lock.
-fn check_fence(
+/// Checks the image's fence for `epoch` (`pending`: a raise not yet written, which wins over
+/// the stored fence): `Ok(Some(epoch))` if `epoch` raises it, and the caller puts the raise in
+/// its batch and reports it to [`crate::fence_cache::FenceCache::stored`] once the batch is
+/// written (or `forget`s the image if the write failed). Call under the index lock.
+pub(crate) fn fence_decision(
     inner: &Inner,
     image: &str,
     epoch: u64,
-    batch: &mut WriteBatch,
+    pending: Option<u64>,
 ) -> Result<Option<u64>> {
-    let k = keys::fence(image);
-    let seen = match inner.fences.get(image) {
+    let seen = match pending.or_else(|| inner.fences.get(image)) {
         Some(e) => e,
         None => {
-            let stored = match inner.get(&k)? {
+            let stored = match inner.get(&keys::fence(image))? {
                 Some(v) => u64::from_be_bytes(
                     v.as_slice()
                         .try_into()
@@ -140,19 +140,16 @@ fn check_fence(
     if epoch < seen {
         return Err(Error::Fenced { seen });
     }
-    if epoch > seen {
-        batch.put(&k, epoch.to_be_bytes());
-        return Ok(Some(epoch));
-    }
-    Ok(None)
+    Ok((epoch > seen).then_some(epoch))
 }
 
-fn chunk_count(len_bytes: u64) -> u64 {
+pub(crate) fn chunk_count(len_bytes: u64) -> u64 {
     len_bytes.div_ceil(CHUNK_MAX_BYTES as u64)
 }
 
 /// Adds a write, trim or delete piece: fence check, free the pieces it hides (unless a
-/// snapshot in `opts.keep` still sees them), store it — one batch, synced if `opts.durable`.
+/// snapshot in `opts.keep` still sees them), store it — one batch with the device's other
+/// queued writes (see `extent_writes`), synced if `opts.durable`.
 pub(crate) async fn add_piece(
     inner: &Arc<Inner>,
     key: &ExtentKey,
@@ -161,77 +158,7 @@ pub(crate) async fn add_piece(
 ) -> Result<()> {
     inner.check()?;
     validate_name("image", &key.image)?;
-    let (i, key, opts) = (inner.clone(), key.clone(), opts.clone());
-    inner
-        .pool
-        .run(move || {
-            let _guard = i.lock_index()?;
-            let mut batch = WriteBatch::default();
-            let raised = check_fence(&i, &key.image, piece.tag.epoch, &mut batch)?;
-            let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-            let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-            let existing = cached_metas(&i, &prefix)?;
-            let new = piece.meta();
-            let mut after = None;
-            if !existing.iter().any(|p| new.hidden_by(p, &opts.keep)) {
-                let mut kept: Vec<PieceMeta> = Vec::with_capacity(existing.len() + 1);
-                for old in existing.iter() {
-                    if !old.hidden_by(&new, &opts.keep) {
-                        kept.push(*old);
-                        continue;
-                    }
-                    batch.delete(piece_key(&prefix, old.tag));
-                    if old.data {
-                        for c in 0..chunk_count(old.len_bytes) {
-                            batch.delete(chunk_key(&data_prefix, old.tag, c));
-                        }
-                    }
-                }
-                // A retried write has the same tag: its record key is overwritten, not added.
-                kept.retain(|p| p.tag != new.tag);
-                let at = kept.partition_point(|p| p.tag < new.tag);
-                kept.insert(at, new);
-                after = Some(kept);
-                let rec = PieceRecord {
-                    offset: piece.offset,
-                    len_bytes: piece.len_bytes,
-                    data: piece.data.is_some(),
-                };
-                batch.put(piece_key(&prefix, piece.tag), keys::encode(&rec)?);
-                if let Some(data) = &piece.data {
-                    let mut buf = Vec::with_capacity(CHUNK_MAX_BYTES + chunk::CRC_BYTES);
-                    for (c, part) in (0u64..).zip(data.chunks(CHUNK_MAX_BYTES)) {
-                        buf.clear();
-                        chunk::encode_chunk(part, &mut buf);
-                        batch.put(chunk_key(&data_prefix, piece.tag, c), &buf);
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let written = if opts.durable {
-                    i.write(batch)
-                } else {
-                    i.write_unsynced(batch)
-                };
-                match (written, after) {
-                    (Ok(()), after) => {
-                        if let Some(after) = after {
-                            i.pieces.written(&prefix, after);
-                        }
-                        if let Some(epoch) = raised {
-                            i.fences.stored(&key.image, epoch);
-                        }
-                    }
-                    (Err(e), _) => {
-                        i.pieces.forget(&prefix);
-                        i.fences.forget(&key.image);
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
+    crate::extent_writes::add_piece(inner, key, piece, opts).await
 }
 
 /// Reads `[from, to)` of a data piece's bytes (piece-relative), chunk by chunk, verified.
@@ -371,12 +298,13 @@ pub(crate) async fn fence(inner: &Arc<Inner>, image: &str, epoch: u64) -> Result
         .pool
         .run(move || {
             let _guard = i.lock_index()?;
-            let mut batch = WriteBatch::default();
-            match check_fence(&i, &image, epoch, &mut batch) {
+            match fence_decision(&i, &image, epoch, None) {
                 Err(Error::Fenced { seen }) => Ok(seen),
                 Err(e) => Err(e),
                 Ok(None) => Ok(epoch),
                 Ok(Some(raised)) => {
+                    let mut batch = WriteBatch::default();
+                    batch.put(keys::fence(&image), raised.to_be_bytes());
                     if let Err(e) = i.write(batch) {
                         i.fences.forget(&image);
                         return Err(e);
