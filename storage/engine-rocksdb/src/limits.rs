@@ -3,6 +3,10 @@
 /// Most RocksDB calls / plain-file syscalls running at once on the blocking pool.
 pub const BLOCKING_OPS_MAX: usize = 16;
 
+/// Threads of a device's blocking pool (started on demand, gone when idle): enough to keep
+/// several disk reads in flight when the page cache misses.
+pub const POOL_THREADS_MAX: usize = 8;
+
 /// Submission queue entries of the io_uring, which also bounds operations in flight.
 pub const URING_ENTRIES_MAX: u32 = 128;
 
