@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) fences: crate::fence_cache::FenceCache,
     /// Extent writes waiting for the group committer (see `extent_writes`).
     pub(crate) extent_writes: Arc<crate::extent_writes::ExtentWriteQueue>,
+    /// Held by a blob garbage-collection pass (`maintenance::collect_blob_garbage`).
+    pub(crate) blob_gc: Mutex<()>,
     /// `None` until the first small write after opening (a restart never appends to an old
     /// segment, whose tail may be torn).
     pub(crate) segment: tokio::sync::Mutex<Option<OpenSegment>>,
@@ -182,6 +184,7 @@ impl Inner {
             pieces: crate::piece_cache::PieceCache::default(),
             fences: crate::fence_cache::FenceCache::default(),
             extent_writes: Arc::default(),
+            blob_gc: Mutex::new(()),
             segment: tokio::sync::Mutex::new(None),
             next_file_id: AtomicU64::new(1),
             live_blob_bytes: AtomicU64::new(0),

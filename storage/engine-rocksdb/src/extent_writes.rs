@@ -45,7 +45,8 @@ struct QueuedWrite {
     piece: ExtentPiece,
     opts: ExtentWriteOpts,
     answer: Answer,
-    /// The queue slot; freed once the write is answered.
+    /// The queue slot; freed once the committer has taken the write in hand (so the queue holds
+    /// at most `EXTENT_WRITES_QUEUED_MAX` waiting writes besides the group being applied).
     _slot: OwnedSemaphorePermit,
 }
 
@@ -121,21 +122,51 @@ pub(crate) async fn add_piece(
     });
     // No await between claiming the role and starting the thread: see the module comment.
     if !queue.committer_running.swap(true, Ordering::AcqRel) {
-        let (q, i) = (queue.clone(), Arc::downgrade(inner));
-        tokio::task::spawn_blocking(move || run_committer(&q, &i));
+        // The role exists before the thread: if the runtime drops the job unrun (shutting
+        // down), the role's drop still clears the flag and fails what is queued.
+        let (role, device) = (CommitterRole::claimed(queue.clone()), Arc::downgrade(inner));
+        tokio::task::spawn_blocking(move || run_committer(role, &device));
     }
     answered
         .await
         .map_err(|_| Error::Failed("extent write committer stopped".into()))?
 }
 
-/// Clears the committer flag however the committer ends (a panic included), so the next write
-/// starts a new one instead of queueing forever.
-struct CommitterRole<'a>(&'a ExtentWriteQueue);
+/// The committer role of one device's queue. Dropped while holding the role without having
+/// finished normally (a panic, a job the runtime never ran), it clears the flag, so the next
+/// write starts a new committer, and fails the writes still queued rather than leave them
+/// waiting for one.
+struct CommitterRole {
+    queue: Arc<ExtentWriteQueue>,
+    holds: bool,
+    finished: bool,
+}
 
-impl Drop for CommitterRole<'_> {
+impl CommitterRole {
+    /// For a caller that has just set `committer_running`.
+    fn claimed(queue: Arc<ExtentWriteQueue>) -> CommitterRole {
+        CommitterRole {
+            queue,
+            holds: true,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for CommitterRole {
     fn drop(&mut self) {
-        self.0.committer_running.store(false, Ordering::Release);
+        if !self.holds {
+            return;
+        }
+        if !self.finished {
+            let stranded: Vec<QueuedWrite> = self.queue.lock().drain(..).collect();
+            for w in stranded {
+                let _ = w
+                    .answer
+                    .send(Err(Error::Failed("extent write committer stopped".into())));
+            }
+        }
+        self.queue.committer_running.store(false, Ordering::Release);
     }
 }
 
@@ -145,10 +176,9 @@ impl Drop for CommitterRole<'_> {
 /// a caller that drops the engine after its last write then closes the database itself, at
 /// once, rather than a committer thread closing it a moment later (and a reopen finding it
 /// still locked).
-fn run_committer(queue: &ExtentWriteQueue, device: &Weak<Inner>) {
-    let mut role = Some(CommitterRole(queue));
+fn run_committer(mut role: CommitterRole, device: &Weak<Inner>) {
     loop {
-        let group = queue.take_group();
+        let group = role.queue.take_group();
         if !group.is_empty() {
             let answers = match device.upgrade() {
                 Some(inner) => commit_group(&inner, group),
@@ -162,13 +192,16 @@ fn run_committer(queue: &ExtentWriteQueue, device: &Weak<Inner>) {
             }
             continue;
         }
-        drop(role.take());
+        role.holds = false;
+        role.queue.committer_running.store(false, Ordering::Release);
         // A write queued after the empty take but before the flag was cleared saw a running
         // committer and started none: take the role back for it unless a new one has it.
-        if queue.lock().is_empty() || queue.committer_running.swap(true, Ordering::AcqRel) {
+        if role.queue.lock().is_empty() || role.queue.committer_running.swap(true, Ordering::AcqRel)
+        {
+            role.finished = true;
             return;
         }
-        role = Some(CommitterRole(queue));
+        role.holds = true;
     }
 }
 
@@ -208,7 +241,9 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
         }
     }
     let written = if batch.is_empty() {
-        Ok(())
+        // A durable write hidden by a newer unsynced one stores nothing, but what hides it
+        // must not be lost in a crash either.
+        if durable { inner.sync_wal() } else { Ok(()) }
     } else if durable {
         inner.write(batch)
     } else {
@@ -382,16 +417,19 @@ mod tests {
             let (i, o) = (inner.clone(), opts.clone());
             answers.push(tokio::spawn(async move { add_piece(&i, &k, p, &o).await }));
             // One at a time, so the queue holds them in this order.
-            for _ in 0..500 {
+            for _ in 0..1000 {
                 if queue.lock().len() > n {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             assert_eq!(queue.lock().len(), n + 1);
         }
-        let (q, i) = (inner.extent_writes.clone(), Arc::downgrade(&inner));
-        tokio::task::spawn_blocking(move || run_committer(&q, &i))
+        let (role, device) = (
+            CommitterRole::claimed(inner.extent_writes.clone()),
+            Arc::downgrade(&inner),
+        );
+        tokio::task::spawn_blocking(move || run_committer(role, &device))
             .await
             .unwrap();
         let mut results = Vec::new();
@@ -445,5 +483,47 @@ mod tests {
                 .await,
             Err(Error::Fenced { seen: 2 })
         ));
+    }
+
+    /// A committer job the runtime never ran (it was shutting down) must neither leave the
+    /// flag set, which would make every later write queue forever, nor leave writes waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committer_that_never_ran_fails_its_writes_and_frees_the_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(EngineOptions {
+            dir: dir.path().to_path_buf(),
+            io: IoChoice::Plain,
+        })
+        .await
+        .unwrap();
+        let inner = engine.inner.clone();
+        let queue = inner.extent_writes.clone();
+        assert!(!queue.committer_running.swap(true, Ordering::AcqRel));
+        let role = CommitterRole::claimed(queue.clone());
+        let (i, o) = (inner.clone(), ExtentWriteOpts::default());
+        let stranded =
+            tokio::spawn(async move { add_piece(&i, &key(0), write(0, 1, 4096, 1, 1), &o).await });
+        for _ in 0..1000 {
+            if !queue.lock().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(role);
+        let failed = stranded.await.unwrap();
+        assert!(matches!(failed, Err(Error::Failed(_))), "{failed:?}");
+        assert!(!queue.committer_running.load(Ordering::Acquire));
+        // The next write starts a committer of its own and lands.
+        engine
+            .write_extent(
+                &key(0),
+                0,
+                Bytes::from(vec![2u8; 4096]),
+                WriteTag { epoch: 1, seq: 2 },
+            )
+            .await
+            .unwrap();
+        let got = engine.read_extent(&key(0), 0, 4096).await.unwrap();
+        assert_eq!(got.to_bytes(), vec![2u8; 4096]);
     }
 }

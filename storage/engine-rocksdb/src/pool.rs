@@ -102,7 +102,10 @@ impl BlockingPool {
     fn submit(&self, job: Job) -> Result<()> {
         let mut q = self.shared.lock();
         q.jobs.push_back(job);
-        if q.idle > 0 {
+        // `idle` counts threads already told to wake, too: wake one only if the idle threads
+        // outnumber the queued jobs, otherwise start another thread (a job must not wait behind
+        // a long one, say a compaction, while the pool may grow).
+        if q.jobs.len() <= q.idle {
             drop(q);
             self.shared.work.notify_one();
             return Ok(());
@@ -111,22 +114,23 @@ impl BlockingPool {
             // Every thread is busy; one takes the job when it finishes its own.
             return Ok(());
         }
-        q.threads += 1;
-        drop(q);
+        // Started under the lock, so a failure can still take this job back out.
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name("cairn-engine-io".into())
             .spawn(move || serve(&shared));
-        if let Err(e) = spawned {
-            let mut q = self.shared.lock();
-            q.threads -= 1;
-            // Without any thread the job would wait forever: take it back and fail it.
-            if q.threads == 0 {
-                q.jobs.clear();
+        match spawned {
+            Ok(_) => {
+                q.threads += 1;
+                Ok(())
             }
-            return Err(Error::Failed(format!("cannot start a pool thread: {e}")));
+            // Other threads will run it: the job is queued, not failed.
+            Err(_) if q.threads > 0 => Ok(()),
+            Err(e) => {
+                q.jobs.pop_back();
+                Err(Error::Failed(format!("cannot start a pool thread: {e}")))
+            }
         }
-        Ok(())
     }
 }
 
@@ -188,6 +192,38 @@ mod tests {
         let most = most.load(Ordering::SeqCst);
         assert!((1..=POOL_THREADS_MAX).contains(&most), "{most} at once");
         assert!(pool.shared.lock().threads <= POOL_THREADS_MAX);
+    }
+
+    /// A job queued right behind a long one while the only thread is idle gets a thread of its
+    /// own instead of waiting for the long one to end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_job_does_not_wait_behind_a_long_one() {
+        let pool = BlockingPool::new();
+        pool.run(|| Ok(())).await.unwrap();
+        // Let the first thread go idle.
+        for _ in 0..500 {
+            if pool.shared.lock().idle == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(pool.shared.lock().idle, 1);
+        // Back to back, as two requests arriving together: the idle thread is told to wake for
+        // the first, and has not yet when the second comes.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        pool.submit(Box::new(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = tx.send("long");
+        }))
+        .unwrap();
+        pool.submit(Box::new(move || {
+            let _ = tx2.send("short");
+        }))
+        .unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(first, "short", "the short job waited for the long one");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "long");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

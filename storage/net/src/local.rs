@@ -16,15 +16,17 @@
 //!
 //! What differs: no TLS (both ends are code of one process, so there is no peer to authenticate;
 //! a process only reaches its own handlers this way); the handler runs inside the caller's call
-//! future, so a caller that drops the future (before the response head) drops the handler with
-//! it, as a server does a handler whose connection closed (callers that want stragglers to
-//! finish, like the quorum paths, hand the remaining calls to `finish_in_background`);
-//! unregistering a handler stops new calls, while calls in progress run to their end.
+//! future, and only if the caller drops that future before the answer does it move to a task
+//! of its own to finish (within the deadline), as it would on a server; unregistering a handler
+//! stops new calls, while calls in progress run to their end.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -229,18 +231,19 @@ impl LocalFirstTransport {
         );
         // The handler runs inside the caller's future rather than as a task of its own: a
         // spawned task cost a wake-up and a context switch per call (two to three per block
-        // I/O), which under load was more CPU than the handlers. A panicking handler still
-        // fails only this call, and one that misses the deadline is dropped, as a socket
-        // server drops it. Callers poll their calls concurrently (they join them), and a
-        // streamed request body is fed from another task, so nothing waits on this call's
-        // progress but the caller itself.
+        // I/O), which under load was more CPU than the handlers. What a task gave stays: a
+        // panicking handler fails only this call, and a caller that goes away before the
+        // answer does not cut the handler short (a socket server finishes it too, within the
+        // deadline) — `Unabandoned` moves it to a task of its own then. One that misses the
+        // deadline is dropped, as a socket server drops it.
         let handler = server.handler.clone();
         let request_body = with_idle_timeout(req.body, Vec::new());
         let handled = AssertUnwindSafe(
             async move { handler.handle_dyn(ctx, req.header, request_body).await }.instrument(span),
         )
         .catch_unwind();
-        match tokio::time::timeout_at(deadline, handled).await {
+        let mut handled = Unabandoned::new(handled, deadline);
+        match tokio::time::timeout_at(deadline, &mut handled).await {
             Ok(Ok(Ok(resp))) => Ok(Response {
                 header: resp.header,
                 // Both limits stay taken until the caller has read the response body.
@@ -258,7 +261,57 @@ impl LocalFirstTransport {
                     "handler failed: panicked: {what}"
                 )))
             }
-            Err(_) => Err(NetError::Timeout { peer, timeout_ms }),
+            Err(_) => {
+                handled.drop_now();
+                Err(NetError::Timeout { peer, timeout_ms })
+            }
+        }
+    }
+}
+
+/// A future polled in place that, if dropped before it finished, goes on in a task of its own
+/// until `deadline` (so a handler is not cut off between, say, storing a blob and updating its
+/// listing just because its caller went away).
+struct Unabandoned<F: Future<Output: Send + 'static> + Send + 'static> {
+    fut: Option<Pin<Box<F>>>,
+    deadline: tokio::time::Instant,
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Unabandoned<F> {
+    fn new(fut: F, deadline: tokio::time::Instant) -> Self {
+        Unabandoned {
+            fut: Some(Box::pin(fut)),
+            deadline,
+        }
+    }
+
+    /// Drops the future here and now (it missed its deadline).
+    fn drop_now(&mut self) {
+        self.fut = None;
+    }
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Future for Unabandoned<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Drop for Unabandoned<F> {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else { return };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let deadline = self.deadline;
+            rt.spawn(async move {
+                let _ = tokio::time::timeout_at(deadline, fut).await;
+            });
         }
     }
 }

@@ -282,3 +282,36 @@ async fn dropping_an_old_registration_keeps_a_newer_one_at_the_same_address() {
         .unwrap();
     assert_eq!(newer.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_whose_caller_goes_away_still_finishes_within_the_deadline() {
+    use std::sync::atomic::Ordering;
+    let (_local, _reg, here, _remote, client) = setup(&ServerOptions::default());
+    // The caller gives up after 20 ms; the handler needs 100 ms, well within the 500 ms deadline.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        client.call_with::<_, Reply>(addr(1), &Msg::Sleep(100), Body::Empty, SHORT),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    assert_eq!(here.active.load(Ordering::SeqCst), 1, "still running");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        here.active.load(Ordering::SeqCst),
+        0,
+        "the abandoned handler ran to its end"
+    );
+
+    // One that misses the deadline is dropped where it stands, as a socket server drops it.
+    let late = client
+        .call_with::<_, Reply>(addr(1), &Msg::Sleep(2_000), Body::Empty, SHORT)
+        .await;
+    assert!(matches!(late, Err(NetError::Timeout { .. })), "{late:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(here.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        here.active.load(Ordering::SeqCst),
+        1,
+        "the late handler never finished"
+    );
+}
