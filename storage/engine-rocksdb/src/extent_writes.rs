@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_engine::chunk;
 use cairn_engine::extent::ExtentPiece;
 use cairn_engine::limits::CHUNK_MAX_BYTES;
-use cairn_engine::{Error, ExtentKey, ExtentWriteOpts, PieceMeta, Result};
+use cairn_engine::{Error, ExtentKey, ExtentWriteOpts, PieceMeta, Result, validate_name};
 use rocksdb::WriteBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -98,13 +98,17 @@ impl ExtentWriteQueue {
     }
 }
 
-/// Queues a piece for the device's committer and waits for its answer.
+/// Adds a write, trim or delete piece: fence check, free the pieces it hides (unless a
+/// snapshot in `opts.keep` still sees them), store it — in one batch with the device's other
+/// queued writes, synced if `opts.durable`. Waits for the committer's answer.
 pub(crate) async fn add_piece(
     inner: &Arc<Inner>,
     key: &ExtentKey,
     piece: ExtentPiece,
     opts: &ExtentWriteOpts,
 ) -> Result<()> {
+    inner.check()?;
+    validate_name("image", &key.image)?;
     let queue = &inner.extent_writes;
     let slot = queue
         .slots
@@ -365,7 +369,7 @@ mod tests {
     use cairn_engine::{ExtentChange, StorageEngine, WriteTag};
 
     use super::*;
-    use crate::{EngineOptions, IoChoice, RocksEngine};
+    use crate::RocksEngine;
 
     fn key(object_no: u64) -> ExtentKey {
         ExtentKey {
@@ -390,12 +394,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_group_applies_writes_in_order_against_its_own_effects() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(EngineOptions {
-            dir: dir.path().to_path_buf(),
-            io: IoChoice::Plain,
-        })
-        .await
-        .unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
         let inner = engine.inner.clone();
         let queue = &inner.extent_writes;
         // Hold the role so no committer starts while the writes queue up.
@@ -455,12 +454,7 @@ mod tests {
         assert_eq!(tags, vec![1, 2], "the hidden write stored nothing");
         // The same after reopening: the cache and the database agree.
         drop((inner, engine));
-        let engine = RocksEngine::open(EngineOptions {
-            dir: dir.path().to_path_buf(),
-            io: IoChoice::Plain,
-        })
-        .await
-        .unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
         assert_eq!(
             engine
                 .read_extent(&key(0), 0, 12288)
@@ -490,12 +484,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_committer_that_never_ran_fails_its_writes_and_frees_the_role() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(EngineOptions {
-            dir: dir.path().to_path_buf(),
-            io: IoChoice::Plain,
-        })
-        .await
-        .unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
         let inner = engine.inner.clone();
         let queue = inner.extent_writes.clone();
         assert!(!queue.committer_running.swap(true, Ordering::AcqRel));

@@ -59,6 +59,18 @@ impl RocksEngine {
         })
     }
 
+    /// A device on plain files in `dir`, for this crate's unit tests.
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    pub(crate) async fn open_plain_for_test(dir: &std::path::Path) -> RocksEngine {
+        RocksEngine::open(EngineOptions {
+            dir: dir.to_path_buf(),
+            io: IoChoice::Plain,
+        })
+        .await
+        .unwrap()
+    }
+
     /// Closes the engine without blocking the calling worker thread: if this is the last handle,
     /// RocksDB is closed on a blocking thread. (Dropping the last handle instead closes it on
     /// whatever thread drops it.)
@@ -162,7 +174,7 @@ impl StorageEngine for RocksEngine {
         opts: &ExtentWriteOpts,
     ) -> Result<()> {
         let piece = extent::piece_of(change, tag)?;
-        records::add_piece(&self.inner, key, piece, opts).await
+        extent_writes::add_piece(&self.inner, key, piece, opts).await
     }
 
     async fn read_extent(

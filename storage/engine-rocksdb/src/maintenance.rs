@@ -532,19 +532,14 @@ mod tests {
     use cairn_engine::{ExtentKey, StorageEngine, WriteTag};
 
     use super::*;
-    use crate::{EngineOptions, IoChoice, RocksEngine};
+    use crate::RocksEngine;
 
     /// Overwritten extent chunks become blob garbage that compactions do not collect; once it
     /// passes the threshold, `compact` reclaims it and every byte still reads back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blob_garbage_is_collected_on_demand_and_live_chunks_survive() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(EngineOptions {
-            dir: dir.path().to_path_buf(),
-            io: IoChoice::Plain,
-        })
-        .await
-        .unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
         let key = ExtentKey {
             partition: 1,
             image: "gc".into(),

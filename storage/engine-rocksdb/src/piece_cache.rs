@@ -1,10 +1,11 @@
 //! Decoded piece records of recently used extent objects, so a block read does not iterate the
 //! object's records in RocksDB every time (that scan was most of a 4 KiB read's CPU).
 //!
-//! Writers (`add_piece`, under the index lock) replace an object's entry after their batch is
-//! in the database. Readers fill missing entries without the lock, so a reader that loaded
-//! records before a write landed must not install them afterwards: every shard counts its
-//! writes, and a reader installs its load only if the count did not move meanwhile.
+//! The writer (`extent_writes`' committer, under the index lock) replaces an object's entry
+//! once its batch is in the database. Readers fill missing entries without the lock, so a
+//! reader that loaded records before a write landed must not install them afterwards: every
+//! shard counts its writes, and a reader installs its load only if the count did not move
+//! meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,9 +10,9 @@ use cairn_engine::extent::{self, ExtentPiece};
 use cairn_engine::limits::{CHUNK_MAX_BYTES, LIST_LIMIT_MAX, REPLICATION_ENTRIES_MAX};
 use cairn_engine::listing::{ListSource, run_query};
 use cairn_engine::{
-    BlobEntry, Error, ExtentKey, ExtentRead, ExtentWriteOpts, ListPage, ListQuery, ListingEntry,
-    ListingInfo, ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result,
-    WriteOutcome, WriteTag, lww, validate_name,
+    BlobEntry, Error, ExtentKey, ExtentRead, ListPage, ListQuery, ListingEntry, ListingInfo,
+    ListingKey, ListingRecord, ListingStats, PartitionDigest, PieceMeta, Result, WriteOutcome,
+    WriteTag, lww, validate_name,
 };
 use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, ReadOptions, WriteBatch};
 
@@ -145,20 +145,6 @@ pub(crate) fn fence_decision(
 
 pub(crate) fn chunk_count(len_bytes: u64) -> u64 {
     len_bytes.div_ceil(CHUNK_MAX_BYTES as u64)
-}
-
-/// Adds a write, trim or delete piece: fence check, free the pieces it hides (unless a
-/// snapshot in `opts.keep` still sees them), store it — one batch with the device's other
-/// queued writes (see `extent_writes`), synced if `opts.durable`.
-pub(crate) async fn add_piece(
-    inner: &Arc<Inner>,
-    key: &ExtentKey,
-    piece: ExtentPiece,
-    opts: &ExtentWriteOpts,
-) -> Result<()> {
-    inner.check()?;
-    validate_name("image", &key.image)?;
-    crate::extent_writes::add_piece(inner, key, piece, opts).await
 }
 
 /// Reads `[from, to)` of a data piece's bytes (piece-relative), chunk by chunk, verified.
