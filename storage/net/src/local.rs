@@ -242,12 +242,16 @@ impl LocalFirstTransport {
             async move { handler.handle_dyn(ctx, req.header, request_body).await }.instrument(span),
         )
         .catch_unwind();
-        let mut handled = Unabandoned::new(handled, deadline);
+        // The server's permit stays with the handler, wherever it finishes.
+        let mut handled = Unabandoned::new(handled, deadline, permit);
         match tokio::time::timeout_at(deadline, &mut handled).await {
             Ok(Ok(Ok(resp))) => Ok(Response {
                 header: resp.header,
                 // Both limits stay taken until the caller has read the response body.
-                body: with_idle_timeout(resp.body, vec![slot, permit]),
+                body: with_idle_timeout(
+                    resp.body,
+                    std::iter::once(slot).chain(handled.take_permit()).collect(),
+                ),
             }),
             Ok(Ok(Err(e))) => Err(NetError::Remote(e.message)),
             Ok(Err(panic)) => {
@@ -271,23 +275,31 @@ impl LocalFirstTransport {
 
 /// A future polled in place that, if dropped before it finished, goes on in a task of its own
 /// until `deadline` (so a handler is not cut off between, say, storing a blob and updating its
-/// listing just because its caller went away).
+/// listing just because its caller went away), holding the server's `permit` until it ends, so
+/// abandoned handlers still count against the server's limit.
 struct Unabandoned<F: Future<Output: Send + 'static> + Send + 'static> {
     fut: Option<Pin<Box<F>>>,
     deadline: tokio::time::Instant,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<F: Future<Output: Send + 'static> + Send + 'static> Unabandoned<F> {
-    fn new(fut: F, deadline: tokio::time::Instant) -> Self {
+    fn new(fut: F, deadline: tokio::time::Instant, permit: OwnedSemaphorePermit) -> Self {
         Unabandoned {
             fut: Some(Box::pin(fut)),
             deadline,
+            permit: Some(permit),
         }
     }
 
-    /// Drops the future here and now (it missed its deadline).
+    /// Drops the future here and now (it missed its deadline); the permit goes with it.
     fn drop_now(&mut self) {
         self.fut = None;
+    }
+
+    /// The permit, once the future has finished (`None` only if it was taken before).
+    fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.permit.take()
     }
 }
 
@@ -308,9 +320,10 @@ impl<F: Future<Output: Send + 'static> + Send + 'static> Drop for Unabandoned<F>
     fn drop(&mut self) {
         let Some(fut) = self.fut.take() else { return };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let deadline = self.deadline;
+            let (deadline, permit) = (self.deadline, self.permit.take());
             rt.spawn(async move {
                 let _ = tokio::time::timeout_at(deadline, fut).await;
+                drop(permit);
             });
         }
     }

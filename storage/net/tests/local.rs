@@ -286,7 +286,10 @@ async fn dropping_an_old_registration_keeps_a_newer_one_at_the_same_address() {
 #[tokio::test(start_paused = true)]
 async fn a_handler_whose_caller_goes_away_still_finishes_within_the_deadline() {
     use std::sync::atomic::Ordering;
-    let (_local, _reg, here, _remote, client) = setup(&ServerOptions::default());
+    let one_at_a_time = ServerOptions {
+        concurrent_requests_max: 1,
+    };
+    let (_local, _reg, here, _remote, client) = setup(&one_at_a_time);
     // The caller gives up after 20 ms; the handler needs 100 ms, well within the 500 ms deadline.
     let gave_up = tokio::time::timeout(
         Duration::from_millis(20),
@@ -295,6 +298,11 @@ async fn a_handler_whose_caller_goes_away_still_finishes_within_the_deadline() {
     .await;
     assert!(gave_up.is_err());
     assert_eq!(here.active.load(Ordering::SeqCst), 1, "still running");
+    // ... and still holding the server's only slot, as on a socket server.
+    let busy = client
+        .call_with::<_, Reply>(addr(1), &Msg::Echo("x".into()), Body::Empty, SHORT)
+        .await;
+    assert!(matches!(busy, Err(NetError::TooBusy { .. })), "{busy:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         here.active.load(Ordering::SeqCst),
@@ -314,4 +322,9 @@ async fn a_handler_whose_caller_goes_away_still_finishes_within_the_deadline() {
         1,
         "the late handler never finished"
     );
+    // Dropped at its deadline, it gave its slot back.
+    let echoed = client
+        .call_with::<_, Reply>(addr(1), &Msg::Echo("y".into()), Body::Empty, SHORT)
+        .await;
+    assert!(echoed.is_ok(), "{echoed:?}");
 }
