@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) pieces: crate::piece_cache::PieceCache,
     /// The newest fencing epoch per image (see `fence_cache`).
     pub(crate) fences: crate::fence_cache::FenceCache,
+    /// Extent data (see `extent_log`).
+    pub(crate) log: crate::extent_log::ExtentLog,
     /// Extent writes waiting for the group committer (see `extent_writes`).
     pub(crate) extent_writes: Arc<crate::extent_writes::ExtentWriteQueue>,
     /// Held by a blob garbage-collection pass (`maintenance::collect_blob_garbage`).
@@ -134,6 +136,25 @@ fn log_crc32c_choice() {
     });
 }
 
+/// Encoded bytes of the extent log each log file's piece records reference.
+fn extent_log_live_bytes(db: &DB) -> Result<HashMap<u64, u64>> {
+    let mut live = HashMap::new();
+    for item in db.iterator(IteratorMode::From(
+        &[keys::EXTENT],
+        rocksdb::Direction::Forward,
+    )) {
+        let (k, v) = item.map_err(|e| Error::Failed(format!("cannot scan the index: {e}")))?;
+        if k.first() != Some(&keys::EXTENT) {
+            break;
+        }
+        let rec: keys::PieceRecord = keys::decode(&v)?;
+        if let keys::PieceData::Log { file, .. } = rec.data {
+            *live.entry(file).or_insert(0) += crate::extent_log::encoded_len(rec.len_bytes);
+        }
+    }
+    Ok(live)
+}
+
 /// Values at least this large (extent data chunks; index records are far smaller) go to
 /// RocksDB's blob files.
 const EXTENT_BLOB_MIN_BYTES: u64 = 2048;
@@ -172,6 +193,7 @@ impl Inner {
         db_opts.set_enable_blob_gc(false);
         let db = DB::open(&db_opts, dir.join("index"))
             .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
+        let log = crate::extent_log::ExtentLog::open(&dir, extent_log_live_bytes(&db)?)?;
         let pool = BlockingPool::new();
         let io = Io::open(options.io, pool.clone())?;
         let inner = Inner {
@@ -183,6 +205,7 @@ impl Inner {
             index_lock: Mutex::new(()),
             pieces: crate::piece_cache::PieceCache::default(),
             fences: crate::fence_cache::FenceCache::default(),
+            log,
             extent_writes: Arc::default(),
             blob_gc: Mutex::new(()),
             segment: tokio::sync::Mutex::new(None),
@@ -366,6 +389,14 @@ impl Inner {
         self.db
             .write_opt(batch, &WriteOptions::default())
             .map_err(|e| self.index_write_error(e))
+    }
+
+    /// fdatasyncs the extent log: every extent write whose data is in it becomes durable once
+    /// the WAL is synced too. A failure takes the device out of service.
+    pub(crate) fn sync_extent_log(&self) -> Result<()> {
+        self.log
+            .sync()
+            .map_err(|e| self.fsync_failed("the extent log", &e))
     }
 
     /// Syncs the WAL: every write acknowledged so far becomes durable. A failure takes the device

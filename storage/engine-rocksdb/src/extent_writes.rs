@@ -19,15 +19,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use cairn_engine::chunk;
 use cairn_engine::extent::ExtentPiece;
-use cairn_engine::limits::CHUNK_MAX_BYTES;
-use cairn_engine::{Error, ExtentKey, ExtentWriteOpts, PieceMeta, Result, validate_name};
+use cairn_engine::{Error, ExtentKey, ExtentWriteOpts, Result, validate_name};
 use rocksdb::WriteBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::engine::Inner;
-use crate::keys::{self, PieceRecord};
+use crate::extent_log::{self, LogAppend, PieceIdentity};
+use crate::keys::{self, PieceData, StoredPiece};
 use crate::limits::{
     EXTENT_WRITE_GROUP_BYTES_MAX, EXTENT_WRITE_GROUP_MAX, EXTENT_WRITES_QUEUED_MAX,
 };
@@ -213,7 +212,9 @@ fn run_committer(mut role: CommitterRole, device: &Weak<Inner>) {
 #[derive(Default)]
 struct GroupOverlay {
     /// Piece records per object prefix as of the group's writes so far.
-    metas: HashMap<Vec<u8>, Arc<Vec<PieceMeta>>>,
+    metas: HashMap<Vec<u8>, Arc<Vec<StoredPiece>>>,
+    /// Extent log bytes the group frees, per file.
+    freed: Vec<(u64, u64)>,
     /// Fence raises per image.
     fences: HashMap<String, u64>,
 }
@@ -235,8 +236,31 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
     let mut durable = false;
     let mut answers = Vec::with_capacity(group.len());
     let mut applied = Vec::with_capacity(group.len());
+    let data_bytes: Option<u64> = group
+        .iter()
+        .filter_map(|w| w.piece.data.as_ref())
+        .map(|d| extent_log::encoded_len(d.len() as u64))
+        .reduce(|a, b| a + b);
+    let mut append = match data_bytes.map(|n| inner.log.append(&guard, n)).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            let e = inner.write_error(e);
+            return group
+                .into_iter()
+                .map(|w| (w.answer, Err(copy_error(&e))))
+                .collect();
+        }
+    };
     for w in group {
-        match stage_write(inner, &mut batch, &mut overlay, &w.key, &w.piece, &w.opts) {
+        match stage_write(
+            inner,
+            &mut batch,
+            &mut overlay,
+            append.as_mut(),
+            &w.key,
+            &w.piece,
+            &w.opts,
+        ) {
             Ok(()) => {
                 durable |= w.opts.durable;
                 applied.push(w.answer);
@@ -244,17 +268,28 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
             Err(e) => answers.push((w.answer, Err(e))),
         }
     }
-    let written = if batch.is_empty() {
-        // A durable write hidden by a newer unsynced one stores nothing, but what hides it
-        // must not be lost in a crash either.
-        if durable { inner.sync_wal() } else { Ok(()) }
-    } else if durable {
-        inner.write(batch)
-    } else {
-        inner.write_unsynced(batch)
+    // The data first (synced, for a durable group), then the records that point at it.
+    let data_written = match &append {
+        Some(a) if !a.is_empty() => inner.log.finish(a).map_err(|e| inner.write_error(e)),
+        _ => Ok(()),
     };
+    let written = data_written.and_then(|()| {
+        if durable {
+            inner.sync_extent_log()?;
+        }
+        if batch.is_empty() {
+            // A durable write hidden by a newer unsynced one stores nothing, but what hides it
+            // must not be lost in a crash either.
+            if durable { inner.sync_wal() } else { Ok(()) }
+        } else if durable {
+            inner.write(batch)
+        } else {
+            inner.write_unsynced(batch)
+        }
+    });
     match written {
         Ok(()) => {
+            inner.log.account(append.as_ref(), &overlay.freed);
             for (prefix, metas) in overlay.metas {
                 inner.pieces.written(&prefix, Arc::unwrap_or_clone(metas));
             }
@@ -264,6 +299,7 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
             answers.extend(applied.into_iter().map(|a| (a, Ok(()))));
         }
         Err(e) => {
+            // Data already appended is garbage: nothing points at it, and it is not counted.
             for prefix in overlay.metas.keys() {
                 inner.pieces.forget(prefix);
             }
@@ -278,12 +314,14 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
 }
 
 /// Adds one write to the group's batch: fence check, free the pieces it hides (unless a snapshot
-/// in `opts.keep` still sees them), store it. Everything fallible happens before the batch is
-/// touched, so a refused write leaves the batch as it was.
+/// in `opts.keep` still sees them), store it (its data appended to the group's log append).
+/// Everything fallible happens before the batch or the append is touched, so a refused write
+/// leaves both as they were.
 fn stage_write(
     inner: &Inner,
     batch: &mut WriteBatch,
     overlay: &mut GroupOverlay,
+    append: Option<&mut LogAppend>,
     key: &ExtentKey,
     piece: &ExtentPiece,
     opts: &ExtentWriteOpts,
@@ -295,57 +333,80 @@ fn stage_write(
         overlay.fences.get(&key.image).copied(),
     )?;
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-    let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
     let existing = match overlay.metas.get(&prefix) {
         Some(m) => m.clone(),
         None => cached_metas(inner, &prefix)?,
     };
     let new = piece.meta();
-    let stored = !existing.iter().any(|p| new.hidden_by(p, &opts.keep));
-    let record = if stored {
-        Some(keys::encode(&PieceRecord {
-            offset: piece.offset,
-            len_bytes: piece.len_bytes,
-            data: piece.data.is_some(),
-        })?)
-    } else {
+    let stored = !existing.iter().any(|p| new.hidden_by(&p.meta, &opts.keep));
+    let new = if !stored {
         None
+    } else {
+        let data = match (&piece.data, &append) {
+            (None, _) => PieceData::None,
+            (Some(_), Some(a)) => {
+                let (file, offset) = a.next_location();
+                PieceData::Log { file, offset }
+            }
+            (Some(_), None) => {
+                return Err(Error::Failed(
+                    "extent write group without a log append".into(),
+                ));
+            }
+        };
+        let new = StoredPiece { meta: new, data };
+        Some((new, keys::encode(&new.record())?))
     };
     if let Some(epoch) = raise {
         batch.put(keys::fence(&key.image), epoch.to_be_bytes());
         overlay.fences.insert(key.image.clone(), epoch);
     }
-    let Some(record) = record else {
+    let Some((new, record)) = new else {
         return Ok(());
     };
-    let mut kept: Vec<PieceMeta> = Vec::with_capacity(existing.len() + 1);
+    let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
+    let mut kept: Vec<StoredPiece> = Vec::with_capacity(existing.len() + 1);
     for old in existing.iter() {
-        if !old.hidden_by(&new, &opts.keep) {
-            kept.push(*old);
+        // A retried write has the same tag: its record key is overwritten, not added, and the
+        // data of the earlier attempt is freed.
+        if old.meta.tag == new.meta.tag || old.meta.hidden_by(&new.meta, &opts.keep) {
+            if old.meta.tag != new.meta.tag {
+                batch.delete(piece_key(&prefix, old.meta.tag));
+            }
+            free_data(batch, &mut overlay.freed, &data_prefix, old);
             continue;
         }
-        batch.delete(piece_key(&prefix, old.tag));
-        if old.data {
-            for c in 0..chunk_count(old.len_bytes) {
-                batch.delete(chunk_key(&data_prefix, old.tag, c));
-            }
-        }
+        kept.push(*old);
     }
-    // A retried write has the same tag: its record key is overwritten, not added.
-    kept.retain(|p| p.tag != new.tag);
-    let at = kept.partition_point(|p| p.tag < new.tag);
+    let at = kept.partition_point(|p| p.meta.tag < new.meta.tag);
     kept.insert(at, new);
-    batch.put(piece_key(&prefix, piece.tag), record);
-    if let Some(data) = &piece.data {
-        let mut buf = Vec::with_capacity(CHUNK_MAX_BYTES + chunk::CRC_BYTES);
-        for (c, part) in (0u64..).zip(data.chunks(CHUNK_MAX_BYTES)) {
-            buf.clear();
-            chunk::encode_chunk(part, &mut buf);
-            batch.put(chunk_key(&data_prefix, piece.tag, c), &buf);
-        }
+    batch.put(piece_key(&prefix, new.meta.tag), record);
+    if let (Some(data), Some(append)) = (&piece.data, append) {
+        append.push(&PieceIdentity::new(&prefix, new.meta.tag), data);
     }
     overlay.metas.insert(prefix, Arc::new(kept));
     Ok(())
+}
+
+/// Frees a dropped piece's bytes: chunk records of the index, or log bytes (counted once the
+/// batch is written).
+fn free_data(
+    batch: &mut WriteBatch,
+    freed: &mut Vec<(u64, u64)>,
+    data_prefix: &[u8],
+    old: &StoredPiece,
+) {
+    match old.data {
+        PieceData::None => {}
+        PieceData::Index => {
+            for c in 0..chunk_count(old.meta.len_bytes) {
+                batch.delete(chunk_key(data_prefix, old.meta.tag, c));
+            }
+        }
+        PieceData::Log { file, .. } => {
+            freed.push((file, extent_log::encoded_len(old.meta.len_bytes)));
+        }
+    }
 }
 
 /// The same failure for another write of the group (engine errors are not `Clone`).

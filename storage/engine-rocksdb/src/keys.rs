@@ -2,7 +2,8 @@
 //! multi-part key puts a NUL between variable-length parts (names never contain NUL) so byte
 //! order equals the order the engine lists in.
 
-use cairn_engine::{BlobMeta, Error, Result, Timestamp};
+use cairn_engine::extent::Tagged;
+use cairn_engine::{BlobMeta, Error, PieceMeta, Result, Timestamp, WriteTag};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const BLOB: u8 = b'b';
@@ -107,13 +108,52 @@ pub(crate) struct BlobRecord {
     pub(crate) location: Location,
 }
 
-/// An extent piece as stored: the tag is in the key; a data piece's bytes are in
-/// `EXTENT_DATA` chunks (each ≤ 64 KiB followed by its CRC32C), a trim has none.
+/// Where an extent piece's bytes are. The variant numbers are part of the record format: the
+/// first two encode exactly as the `data: bool` field of records written before the extent log
+/// (postcard writes `false`/`true` and variant 0/1 as the same byte), so those still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum PieceData {
+    /// A trim or delete: no bytes.
+    None,
+    /// In `EXTENT_DATA` chunk records of the index (each ≤ 64 KiB followed by its CRC32C): how
+    /// pieces were stored before the extent log. Still read, and freed when hidden.
+    Index,
+    /// In extent log file `file`, starting at `offset` (see `extent_log`).
+    Log { file: u64, offset: u64 },
+}
+
+/// An extent piece as stored: the tag is in the key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PieceRecord {
     pub(crate) offset: u64,
     pub(crate) len_bytes: u64,
-    pub(crate) data: bool,
+    pub(crate) data: PieceData,
+}
+
+/// A decoded piece record with its tag: what the piece cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredPiece {
+    pub(crate) meta: PieceMeta,
+    pub(crate) data: PieceData,
+}
+
+impl StoredPiece {
+    pub(crate) fn record(&self) -> PieceRecord {
+        PieceRecord {
+            offset: self.meta.offset,
+            len_bytes: self.meta.len_bytes,
+            data: self.data,
+        }
+    }
+}
+
+impl Tagged for StoredPiece {
+    fn tag(&self) -> WriteTag {
+        self.meta.tag
+    }
+    fn range(&self) -> (u64, u64) {
+        self.meta.range()
+    }
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -123,4 +163,45 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
     postcard::from_bytes(bytes)
         .map_err(|e| Error::Corrupt(format!("undecodable index record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The record as written before the extent log.
+    #[derive(Serialize)]
+    struct PieceRecordV1 {
+        offset: u64,
+        len_bytes: u64,
+        data: bool,
+    }
+
+    #[test]
+    fn piece_records_written_before_the_extent_log_still_decode() {
+        for (data, want) in [(false, PieceData::None), (true, PieceData::Index)] {
+            let old = encode(&PieceRecordV1 {
+                offset: 4096,
+                len_bytes: 70_000,
+                data,
+            })
+            .unwrap();
+            let rec: PieceRecord = decode(&old).unwrap();
+            assert_eq!((rec.offset, rec.len_bytes, rec.data), (4096, 70_000, want));
+            // And the new encoding of such a record is the old one, byte for byte.
+            assert_eq!(encode(&rec).unwrap(), old);
+        }
+        let rec = PieceRecord {
+            offset: 1,
+            len_bytes: 2,
+            data: PieceData::Log {
+                file: 7,
+                offset: 1 << 40,
+            },
+        };
+        let back: PieceRecord = decode(&encode(&rec).unwrap()).unwrap();
+        assert_eq!(back.data, rec.data);
+    }
 }

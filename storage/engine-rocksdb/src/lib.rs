@@ -13,6 +13,7 @@
 mod blobs;
 pub mod crc32c;
 mod engine;
+mod extent_log;
 mod extent_writes;
 mod fence_cache;
 mod io;

@@ -1,6 +1,7 @@
-//! Blob reads by key, purge and quarantine, tombstone reclaim, segment compaction and audit.
+//! Blob reads by key, purge and quarantine, tombstone reclaim, segment and extent log
+//! compaction, and audit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_engine::chunk;
@@ -13,8 +14,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::blobs::{RocksReader, account, append_segment, release};
 use crate::engine::{Inner, quarantine_dir, sync_dir};
+use crate::extent_log::{self, PieceIdentity};
 use crate::io::IoBackend;
-use crate::keys::{self, BlobRecord, Location};
+use crate::keys::{self, BlobRecord, Location, PieceData, PieceRecord, StoredPiece};
 use crate::limits::{
     BLOB_GARBAGE_BYTES_MIN, BLOB_GARBAGE_PERCENT_MIN, SEGMENT_GARBAGE_PERCENT_MIN,
 };
@@ -340,7 +342,178 @@ pub(crate) async fn compact(inner: &Arc<Inner>) -> Result<CompactionReport> {
     }
     let i = inner.clone();
     report.bytes_reclaimed += inner.pool.run(move || collect_blob_garbage(&i)).await?;
+    let i = inner.clone();
+    let (files, bytes) = inner
+        .pool
+        .run(move || collect_extent_log_garbage(&i))
+        .await?;
+    report.segments_rewritten += files;
+    report.bytes_reclaimed += bytes;
     Ok(report)
+}
+
+/// Extent log files rewritten in one pass at most (each ≤ 256 MiB, at most half of it live).
+const LOG_GC_FILES_PER_PASS: usize = 4;
+
+/// Live extent log bytes copied under one hold of the index lock.
+const LOG_GC_GROUP_BYTES_MAX: u64 = 8 << 20;
+
+/// Extent log garbage (see `extent_log`): each sealed file with enough garbage has its live
+/// pieces copied to the active file — under the index lock, a group at a time, each piece only
+/// if its record still points where it did — and is deleted once the records that moved them
+/// (and every record that freed the rest) are durable. A piece that fails its checksum is left
+/// where it is, and so is its file. Returns (files deleted, bytes reclaimed) (blocking).
+pub(crate) fn collect_extent_log_garbage(inner: &Inner) -> Result<(u64, u64)> {
+    let victims: Vec<extent_log::Victim> = inner
+        .log
+        .victims()
+        .into_iter()
+        .take(LOG_GC_FILES_PER_PASS)
+        .collect();
+    if victims.is_empty() {
+        return Ok((0, 0));
+    }
+    let ids: HashSet<u64> = victims.iter().map(|v| v.id).collect();
+    // Found without the lock (a scan of every piece record); each is checked again under it.
+    let mut candidates: Vec<(Vec<u8>, cairn_engine::WriteTag, u64)> = Vec::new();
+    crate::records::scan_prefix(inner, &[keys::EXTENT], |k, v| {
+        let rec: PieceRecord = keys::decode(v)?;
+        if let PieceData::Log { file, .. } = rec.data
+            && ids.contains(&file)
+        {
+            let split = k
+                .len()
+                .checked_sub(16)
+                .ok_or_else(|| Error::Corrupt("malformed extent key".into()))?;
+            let tag = crate::records::piece_tag(k, split)?;
+            candidates.push((
+                k[..split].to_vec(),
+                tag,
+                extent_log::encoded_len(rec.len_bytes),
+            ));
+        }
+        Ok(true)
+    })?;
+    let mut rest = candidates.as_slice();
+    while !rest.is_empty() {
+        let mut take = 0;
+        let mut bytes = 0u64;
+        while let Some((_, _, len)) = rest.get(take) {
+            if take > 0 && bytes + len > LOG_GC_GROUP_BYTES_MAX {
+                break;
+            }
+            bytes += len;
+            take += 1;
+        }
+        let (group, tail) = rest.split_at(take);
+        rest = tail;
+        move_log_pieces(inner, &ids, group, bytes)?;
+    }
+    let mut files = 0;
+    let mut reclaimed = 0;
+    let guard = inner.lock_index()?;
+    // The batches that freed these files' other pieces may not be synced yet: a crash must not
+    // bring back a record pointing into a deleted file.
+    inner.sync_wal()?;
+    for v in &victims {
+        if inner.log.remove(&guard, v.id)? {
+            files += 1;
+            reclaimed += v.size_bytes.saturating_sub(v.live_bytes);
+        }
+    }
+    drop(guard);
+    Ok((files, reclaimed))
+}
+
+/// Copies one group of pieces out of the victim files `ids`, under the index lock.
+fn move_log_pieces(
+    inner: &Inner,
+    ids: &HashSet<u64>,
+    group: &[(Vec<u8>, cairn_engine::WriteTag, u64)],
+    bytes: u64,
+) -> Result<()> {
+    let guard = inner.lock_index()?;
+    let mut append = inner
+        .log
+        .append(&guard, bytes)
+        .map_err(|e| inner.write_error(e))?;
+    let mut batch = WriteBatch::default();
+    let mut objects: HashMap<Vec<u8>, Vec<StoredPiece>> = HashMap::new();
+    let mut freed = Vec::new();
+    for (prefix, tag, _) in group {
+        if !objects.contains_key(prefix) {
+            let metas = crate::records::cached_metas(inner, prefix)?;
+            objects.insert(prefix.clone(), metas.as_ref().clone());
+        }
+        let Some(pieces) = objects.get_mut(prefix) else {
+            continue;
+        };
+        // Gone or moved since the scan: nothing to do.
+        let Some(piece) = pieces.iter_mut().find(|p| p.meta.tag == *tag) else {
+            continue;
+        };
+        let PieceData::Log { file, offset } = piece.data else {
+            continue;
+        };
+        if !ids.contains(&file) {
+            continue;
+        }
+        let len = extent_log::encoded_len(piece.meta.len_bytes);
+        let encoded = match inner
+            .log
+            .read(file, offset, usize::try_from(len).unwrap_or(0))
+        {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                tracing::error!(file, offset, error = %e, "extent log piece unreadable; its file is kept");
+                continue;
+            }
+            None => continue,
+        };
+        let identity = PieceIdentity::new(prefix, *tag);
+        if let Err(e) = extent_log::verify_and_extract(
+            &identity,
+            &encoded,
+            0,
+            piece.meta.len_bytes,
+            0,
+            0,
+            &mut Vec::new(),
+        ) {
+            tracing::error!(file, offset, error = %e, "extent log piece is corrupt; its file is kept");
+            continue;
+        }
+        let (to_file, to_offset) = append.push_encoded(&encoded);
+        piece.data = PieceData::Log {
+            file: to_file,
+            offset: to_offset,
+        };
+        batch.put(
+            crate::records::piece_key(prefix, *tag),
+            keys::encode(&piece.record())?,
+        );
+        freed.push((file, len));
+    }
+    if append.is_empty() {
+        return Ok(());
+    }
+    inner
+        .log
+        .finish(&append)
+        .map_err(|e| inner.write_error(e))?;
+    inner.sync_extent_log()?;
+    if let Err(e) = inner.write(batch) {
+        for prefix in objects.keys() {
+            inner.pieces.forget(prefix);
+        }
+        return Err(e);
+    }
+    inner.log.account(Some(&append), &freed);
+    for (prefix, pieces) in objects {
+        inner.pieces.written(&prefix, pieces);
+    }
+    drop(guard);
+    Ok(())
 }
 
 /// RocksDB blob files (extent chunks) are garbage-collected here, on demand, not by every
@@ -534,44 +707,49 @@ mod tests {
     use super::*;
     use crate::RocksEngine;
 
-    /// Overwritten extent chunks become blob garbage that compactions do not collect; once it
-    /// passes the threshold, `compact` reclaims it and every byte still reads back.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn blob_garbage_is_collected_on_demand_and_live_chunks_survive() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
-        let key = ExtentKey {
+    fn ekey(object_no: u64) -> ExtentKey {
+        ExtentKey {
             partition: 1,
             image: "gc".into(),
-            object_no: 0,
-        };
-        let piece = 1u64 << 20;
-        let pieces = (BLOB_GARBAGE_BYTES_MIN / piece) * 8 / 7 + 8;
-        let flush_and_compact = |e: &RocksEngine| {
-            e.inner.db.flush().unwrap();
+            object_no,
+        }
+    }
+
+    fn tag(seq: u64) -> WriteTag {
+        WriteTag { epoch: 1, seq }
+    }
+
+    /// Overwritten values of RocksDB's blob files (where extent chunks lived before the extent
+    /// log) become garbage that compactions do not collect; once it passes the threshold,
+    /// `compact` reclaims it and every value still reads back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_garbage_is_collected_on_demand_and_live_values_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+        let value = 1u64 << 20;
+        let values = (BLOB_GARBAGE_BYTES_MIN / value) * 8 / 7 + 8;
+        let db = &engine.inner.db;
+        let flush_and_compact = || {
+            db.flush().unwrap();
             let mut c = rocksdb::CompactOptions::default();
             c.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-            e.inner
-                .db
-                .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &c);
+            db.compact_range_opt(None::<&[u8]>, None::<&[u8]>, &c);
         };
-        // Seven of every eight pieces are written again: their first copies become garbage in
-        // blob files that also hold live chunks, so no file can simply be dropped (garbage is
+        let key = |i: u64| {
+            let mut k = keys::extent_data_prefix(1, "gc", 0);
+            k.extend_from_slice(&i.to_be_bytes());
+            k
+        };
+        // Seven of every eight values are written again: their first copies become garbage in
+        // blob files that also hold live values, so no file can simply be dropped (garbage is
         // then 7/15 of the blob bytes, clear of the 40% threshold).
         let rewritten = |generation: u64, i: u64| generation == 0 || !i.is_multiple_of(8);
         for generation in 0..2u64 {
-            for i in (0..pieces).filter(|&i| rewritten(generation, i)) {
-                let data = Bytes::from(vec![(generation * 100 + i) as u8; piece as usize]);
-                let tag = WriteTag {
-                    epoch: 1,
-                    seq: generation * pieces + i + 1,
-                };
-                engine
-                    .write_extent(&key, i * piece, data, tag)
-                    .await
+            for i in (0..values).filter(|&i| rewritten(generation, i)) {
+                db.put(key(i), vec![(generation * 100 + i) as u8; value as usize])
                     .unwrap();
             }
-            flush_and_compact(&engine);
+            flush_and_compact();
         }
         let (total, garbage) = blob_file_bytes(&engine.inner).unwrap();
         assert!(
@@ -585,16 +763,131 @@ mod tests {
             after < total && garbage_after < garbage,
             "{after} {garbage_after}"
         );
-        for i in 0..pieces {
-            let got = engine
-                .read_extent(&key, i * piece, piece)
-                .await
-                .unwrap()
-                .to_bytes();
+        for i in 0..values {
+            let got = db.get(key(i)).unwrap().unwrap();
             let want = if i.is_multiple_of(8) { i } else { 100 + i } as u8;
-            assert!(got.iter().all(|&b| b == want), "piece {i}");
+            assert!(got.iter().all(|&b| b == want), "value {i}");
         }
         // Nothing more to do: a second pass reclaims nothing.
         assert_eq!(engine.compact().await.unwrap().bytes_reclaimed, 0);
+    }
+
+    /// A sealed extent log file that is mostly garbage has its live pieces moved and is
+    /// deleted; every byte reads back, before and after reopening, and a second pass has
+    /// nothing to do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn extent_log_garbage_is_reclaimed_and_live_pieces_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 256 * 1024u64;
+        let want = |i: u64| -> u8 {
+            if i.is_multiple_of(4) {
+                i as u8
+            } else {
+                200 + i as u8
+            }
+        };
+        {
+            let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+            for generation in 0..3u64 {
+                for i in (0..32u64).filter(|i| generation == 0 || !i.is_multiple_of(4)) {
+                    let data = Bytes::from(vec![(generation * 100 + i) as u8; piece as usize]);
+                    engine
+                        .write_extent(
+                            &ekey(i / 8),
+                            (i % 8) * piece,
+                            data,
+                            tag(generation * 32 + i + 1),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+            // Trimmed pieces free their bytes too.
+            engine
+                .trim_extent(&ekey(3), 0, piece, tag(100))
+                .await
+                .unwrap();
+        }
+        // Reopening seals the file: of its 80 pieces, 48 were overwritten and one trimmed.
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+        let before = engine.inner.log.size_bytes();
+        let report = engine.compact().await.unwrap();
+        assert_eq!(report.segments_rewritten, 1, "{report:?}");
+        let after = engine.inner.log.size_bytes();
+        assert!(report.bytes_reclaimed >= 24 * piece, "{report:?}");
+        assert!(after < before / 2, "{before} → {after}");
+        let check = |engine: RocksEngine| async move {
+            for i in 0..32u64 {
+                let got = engine
+                    .read_extent(&ekey(i / 8), (i % 8) * piece, piece)
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                let expected = if i == 24 { 0 } else { want(i) };
+                assert!(got.iter().all(|&b| b == expected), "piece {i}");
+            }
+            engine
+        };
+        let engine = check(engine).await;
+        assert_eq!(engine.compact().await.unwrap(), CompactionReport::default());
+        drop(engine);
+        let engine = check(RocksEngine::open_plain_for_test(dir.path()).await).await;
+        let files = std::fs::read_dir(dir.path().join("extents"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1, "only the file the live pieces moved to is left");
+        drop(engine);
+    }
+
+    /// Pieces stored before the extent log (chunk records in the index) still read, and a write
+    /// that hides one deletes its chunk records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pieces_stored_in_the_index_still_read_and_are_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+        let len = CHUNK_MAX_BYTES + 1000;
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let prefix = keys::extent_prefix(1, "gc", 0);
+        let data_prefix = keys::extent_data_prefix(1, "gc", 0);
+        let record = PieceRecord {
+            offset: 100,
+            len_bytes: len as u64,
+            data: PieceData::Index,
+        };
+        let db = &engine.inner.db;
+        db.put(
+            crate::records::piece_key(&prefix, tag(1)),
+            keys::encode(&record).unwrap(),
+        )
+        .unwrap();
+        for (c, part) in (0u64..).zip(data.chunks(CHUNK_MAX_BYTES)) {
+            let mut buf = Vec::new();
+            chunk::encode_chunk(part, &mut buf);
+            db.put(crate::records::chunk_key(&data_prefix, tag(1), c), buf)
+                .unwrap();
+        }
+        let got = engine
+            .read_extent(&ekey(0), 0, 100 + len as u64)
+            .await
+            .unwrap();
+        let mut want = vec![0u8; 100];
+        want.extend_from_slice(&data);
+        assert_eq!(got.to_bytes(), want);
+        engine
+            .write_extent(&ekey(0), 0, Bytes::from(vec![7u8; 100 + len]), tag(2))
+            .await
+            .unwrap();
+        let mut chunks_left = 0;
+        crate::records::scan_prefix(&engine.inner, &data_prefix, |_, _| {
+            chunks_left += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(chunks_left, 0);
+        let got = engine
+            .read_extent(&ekey(0), 0, 100 + len as u64)
+            .await
+            .unwrap();
+        assert!(got.to_bytes().iter().all(|&b| b == 7));
     }
 }

@@ -17,10 +17,11 @@ use cairn_engine::{
 use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::engine::Inner;
-use crate::keys::{self, BlobRecord, PieceRecord};
+use crate::extent_log::{self, LOG_CHUNK_BYTES, PieceIdentity};
+use crate::keys::{self, BlobRecord, PieceData, PieceRecord, StoredPiece};
 
 /// Visits every key/value starting with `prefix` (blocking).
-fn scan_prefix(
+pub(crate) fn scan_prefix(
     inner: &Inner,
     prefix: &[u8],
     mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
@@ -71,7 +72,7 @@ pub(crate) fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8
 }
 
 /// The piece records of one object, from the cache or else the database.
-pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<PieceMeta>>> {
+pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<StoredPiece>>> {
     match inner.pieces.get(prefix) {
         Ok(metas) => Ok(metas),
         Err(ticket) => {
@@ -82,31 +83,43 @@ pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<Piece
     }
 }
 
-/// The piece records of one object (no bytes), in tag order.
-fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<PieceMeta>> {
-    let mut out = Vec::new();
-    scan_prefix(inner, prefix, |k, v| {
-        let tail = &k[prefix.len()..];
-        let (Some(e), Some(s)) = (tail.get(..8), tail.get(8..16)) else {
-            return Err(Error::Corrupt("malformed extent key".into()));
-        };
-        let tag = WriteTag {
-            epoch: u64::from_be_bytes(
-                e.try_into()
-                    .map_err(|_| Error::Corrupt("extent key".into()))?,
-            ),
-            seq: u64::from_be_bytes(
-                s.try_into()
-                    .map_err(|_| Error::Corrupt("extent key".into()))?,
-            ),
-        };
-        let rec: PieceRecord = keys::decode(v)?;
-        out.push(PieceMeta {
+/// The tag in a piece record's key (after the object's prefix).
+pub(crate) fn piece_tag(key: &[u8], prefix_len: usize) -> Result<WriteTag> {
+    let tail = key.get(prefix_len..).unwrap_or(&[]);
+    let (Some(e), Some(s)) = (tail.get(..8), tail.get(8..16)) else {
+        return Err(Error::Corrupt("malformed extent key".into()));
+    };
+    let word = |b: &[u8]| -> Result<u64> {
+        Ok(u64::from_be_bytes(
+            b.try_into()
+                .map_err(|_| Error::Corrupt("extent key".into()))?,
+        ))
+    };
+    Ok(WriteTag {
+        epoch: word(e)?,
+        seq: word(s)?,
+    })
+}
+
+pub(crate) fn stored_piece(tag: WriteTag, rec: &PieceRecord) -> StoredPiece {
+    StoredPiece {
+        meta: PieceMeta {
             tag,
             offset: rec.offset,
             len_bytes: rec.len_bytes,
-            data: rec.data,
-        });
+            data: rec.data != PieceData::None,
+        },
+        data: rec.data,
+    }
+}
+
+/// The piece records of one object (no bytes), in tag order.
+fn load_metas(inner: &Inner, prefix: &[u8]) -> Result<Vec<StoredPiece>> {
+    let mut out = Vec::new();
+    scan_prefix(inner, prefix, |k, v| {
+        let tag = piece_tag(k, prefix.len())?;
+        let rec: PieceRecord = keys::decode(v)?;
+        out.push(stored_piece(tag, &rec));
         Ok(true)
     })?;
     Ok(out)
@@ -147,8 +160,9 @@ pub(crate) fn chunk_count(len_bytes: u64) -> u64 {
     len_bytes.div_ceil(CHUNK_MAX_BYTES as u64)
 }
 
-/// Reads `[from, to)` of a data piece's bytes (piece-relative), chunk by chunk, verified.
-fn read_piece_bytes(
+/// Reads `[from, to)` of a piece stored in the index (before the extent log; piece-relative),
+/// chunk by chunk, verified.
+fn read_index_piece_bytes(
     inner: &Inner,
     data_prefix: &[u8],
     piece: &PieceMeta,
@@ -184,6 +198,51 @@ fn read_piece_bytes(
     Ok(Bytes::from(out))
 }
 
+/// Reads `[from, to)` of a piece in the extent log (piece-relative): one read of the chunks
+/// that hold it, each checked. `None`: the file is gone (its pieces were moved meanwhile).
+fn read_log_piece_bytes(
+    inner: &Inner,
+    prefix: &[u8],
+    piece: &PieceMeta,
+    (file, offset): (u64, u64),
+    from: u64,
+    to: u64,
+) -> Result<Option<Bytes>> {
+    let chunk = LOG_CHUNK_BYTES as u64;
+    let (first, last) = (from / chunk, (to - 1) / chunk);
+    let start = extent_log::chunk_start(first);
+    let end = (extent_log::chunk_start(last + 1)).min(extent_log::encoded_len(piece.len_bytes));
+    let len = usize::try_from(end - start)
+        .map_err(|_| Error::Corrupt("extent piece too large".into()))?;
+    let encoded = match inner.log.read(file, offset + start, len) {
+        None => return Ok(None),
+        Some(Ok(b)) => b,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::Corrupt(format!(
+                "extent log file {file} ends inside a piece"
+            )));
+        }
+        Some(Err(e)) => return Err(Error::Io(e)),
+    };
+    let identity = PieceIdentity::new(prefix, piece.tag);
+    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+    extent_log::verify_and_extract(
+        &identity,
+        &encoded,
+        first,
+        piece.len_bytes,
+        from,
+        to,
+        &mut out,
+    )
+    .map_err(|e| Error::Corrupt(format!("extent log file {file} at {offset}: {e}")))?;
+    Ok(Some(Bytes::from(out)))
+}
+
+/// Attempts at a read whose log file disappeared under it (moved by the garbage collector
+/// between finding the piece and opening its file); each retry sees the moved records.
+const LOG_READ_ATTEMPTS: usize = 3;
+
 /// The winning pieces of `[offset, offset + len_bytes)` as of `upto` (None: the head), with
 /// their bytes; stretches no piece covers are left out.
 fn visible_pieces(
@@ -195,29 +254,40 @@ fn visible_pieces(
 ) -> Result<Vec<ExtentPiece>> {
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-    let metas = cached_metas(inner, &prefix)?;
-    let mut out = Vec::new();
-    for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
-        let Some(p) = src else { continue };
-        let data = if p.data {
-            Some(read_piece_bytes(
-                inner,
-                &data_prefix,
-                p,
-                s - p.offset,
-                e - p.offset,
-            )?)
-        } else {
-            None
-        };
-        out.push(ExtentPiece {
-            tag: p.tag,
-            offset: s,
-            len_bytes: e - s,
-            data,
-        });
+    'attempt: for _ in 0..LOG_READ_ATTEMPTS {
+        let metas = cached_metas(inner, &prefix)?;
+        let mut out = Vec::new();
+        for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
+            let Some(p) = src else { continue };
+            let (from, to) = (s - p.meta.offset, e - p.meta.offset);
+            let data = match p.data {
+                PieceData::None => None,
+                PieceData::Index => Some(read_index_piece_bytes(
+                    inner,
+                    &data_prefix,
+                    &p.meta,
+                    from,
+                    to,
+                )?),
+                PieceData::Log { file, offset } => {
+                    match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), from, to)? {
+                        Some(b) => Some(b),
+                        None => continue 'attempt,
+                    }
+                }
+            };
+            out.push(ExtentPiece {
+                tag: p.meta.tag,
+                offset: s,
+                len_bytes: e - s,
+                data,
+            });
+        }
+        return Ok(out);
     }
-    Ok(out)
+    Err(Error::Failed(
+        "extent data kept moving while it was read".into(),
+    ))
 }
 
 pub(crate) async fn read_extent(
@@ -252,14 +322,14 @@ pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<V
     // the round trip through the blocking pool (two thread wake-ups per 4 KiB read).
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     if let Ok(metas) = inner.pieces.get(&prefix) {
-        return Ok(metas.as_ref().clone());
+        return Ok(metas.iter().map(|p| p.meta).collect());
     }
     let (i, key) = (inner.clone(), key.clone());
     inner
         .pool
         .run(move || {
             let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-            Ok(cached_metas(&i, &prefix)?.as_ref().clone())
+            Ok(cached_metas(&i, &prefix)?.iter().map(|p| p.meta).collect())
         })
         .await
 }
@@ -270,6 +340,7 @@ pub(crate) async fn sync_extents(inner: &Arc<Inner>) -> Result<u64> {
     inner
         .pool
         .run(move || {
+            i.sync_extent_log()?;
             i.sync_wal()?;
             Ok(i.incarnation)
         })

@@ -75,3 +75,52 @@ async fn disk_full_then_failed_fsync() {
     assert_eq!(get(&e, &key, None).await.unwrap(), b"after");
     scenario.teardown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extent_log_disk_full_then_failed_sync() {
+    use cairn_engine::{ExtentKey, WriteTag};
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let options = EngineOptions {
+        dir: dir.path().to_path_buf(),
+        io: IoChoice::Auto,
+    };
+    let key = ExtentKey {
+        partition: 2,
+        image: "img".into(),
+        object_no: 0,
+    };
+    let tag = |seq| WriteTag { epoch: 1, seq };
+    let data = |b: u8| bytes::Bytes::from(vec![b; 8192]);
+    let read = |e: &RocksEngine| {
+        let (e, key) = (e.clone(), key.clone());
+        async move { e.read_extent(&key, 0, 8192).await.map(|r| r.to_bytes()) }
+    };
+    let e = RocksEngine::open(options.clone()).await.unwrap();
+    e.write_extent(&key, 0, data(1), tag(1)).await.unwrap();
+
+    // Disk full while appending to the log: a clear error, the old data still reads, the
+    // device stays in service and the next write lands.
+    fail::cfg("extent-log-write-enospc", "return").unwrap();
+    let err = e.write_extent(&key, 0, data(2), tag(2)).await.unwrap_err();
+    fail::remove("extent-log-write-enospc");
+    assert!(matches!(err, Error::DiskFull), "{err}");
+    assert_eq!(read(&e).await.unwrap(), data(1));
+    assert_eq!(e.health(), Health::Ok);
+    e.write_extent(&key, 0, data(3), tag(3)).await.unwrap();
+    assert_eq!(read(&e).await.unwrap(), data(3));
+
+    // A failed fdatasync of the log takes the device out of service.
+    fail::cfg("extent-log-sync-error", "return").unwrap();
+    let err = e.write_extent(&key, 0, data(4), tag(4)).await.unwrap_err();
+    fail::remove("extent-log-sync-error");
+    assert!(matches!(err, Error::Failed(_)), "{err}");
+    assert!(matches!(e.health(), Health::Failed(_)));
+    assert!(matches!(read(&e).await, Err(Error::Failed(_))));
+    e.close().await;
+
+    // After a restart the last acknowledged write is there.
+    let e = RocksEngine::open(options).await.unwrap();
+    assert_eq!(read(&e).await.unwrap(), data(3));
+    scenario.teardown();
+}
