@@ -14,6 +14,13 @@ use crate::io::{Io, IoBackend, IoChoice};
 use crate::keys::{self, BlobRecord, Location};
 use crate::pool::BlockingPool;
 
+/// Proof that the index lock is held (what keeps extent log appenders one at a time).
+#[derive(Debug)]
+pub(crate) struct IndexGuard<'a>(
+    // Never read: held for its drop, which releases the lock.
+    #[allow(dead_code)] pub(crate) MutexGuard<'a, ()>,
+);
+
 /// How to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -369,10 +376,24 @@ impl Inner {
         }
     }
 
-    pub(crate) fn lock_index(&self) -> Result<MutexGuard<'_, ()>> {
+    pub(crate) fn lock_index(&self) -> Result<IndexGuard<'_>> {
         self.index_lock
             .lock()
+            .map(IndexGuard)
             .map_err(|_| self.fail("index lock poisoned".into()))
+    }
+
+    /// Starts a group's append to the extent log (see [`crate::extent_log::ExtentLog::append`]).
+    pub(crate) fn log_append(
+        &self,
+        index: &IndexGuard<'_>,
+        max_bytes: u64,
+    ) -> Result<crate::extent_log::LogAppend> {
+        use crate::extent_log::AppendError;
+        self.log.append(index, max_bytes).map_err(|e| match e {
+            AppendError::Create(e) => self.write_error(e),
+            AppendError::SyncDir(e) => self.fsync_failed("the extent log directory", &e),
+        })
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

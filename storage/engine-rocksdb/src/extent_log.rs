@@ -28,13 +28,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_engine::WriteTag;
 use cairn_engine::chunk::{CRC_BYTES, Crc32cHasher};
 
-use crate::engine::sync_dir;
+use crate::engine::{IndexGuard, sync_dir};
 
 /// Data bytes per checksummed chunk in the log: a block device's usual I/O size.
 pub(crate) const LOG_CHUNK_BYTES: usize = 4096;
@@ -85,8 +85,49 @@ impl PieceIdentity {
 pub(crate) struct LogFile {
     pub(crate) id: u64,
     pub(crate) file: File,
-    /// Appended to since its last fdatasync.
-    unsynced: AtomicBool,
+    /// End of the bytes written so far (set once a write has completed).
+    written: AtomicU64,
+    /// End of the bytes known durable; held across the fdatasync, so a second syncer waits
+    /// for one in progress and then sees whether it covered what it needs.
+    synced: Mutex<u64>,
+}
+
+impl LogFile {
+    fn new(id: u64, file: File, written: u64) -> LogFile {
+        LogFile {
+            id,
+            file,
+            written: AtomicU64::new(written),
+            // A file found at open may hold bytes a crashed process wrote but never synced.
+            synced: Mutex::new(0),
+        }
+    }
+
+    fn needs_sync(&self) -> bool {
+        let synced = *self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        synced < self.written.load(Ordering::Acquire)
+    }
+
+    /// Makes every byte written before this call durable.
+    fn sync(&self) -> io::Result<()> {
+        let target = self.written.load(Ordering::Acquire);
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= target {
+            return Ok(());
+        }
+        rustix::fs::fdatasync(&self.file)?;
+        *synced = target;
+        Ok(())
+    }
+}
+
+/// Why a log append could not start.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// Creating the next file failed (disk full, I/O error).
+    Create(io::Error),
+    /// The directory fsync after creating it failed: the device must go out of service.
+    SyncDir(io::Error),
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +168,15 @@ pub(crate) struct LogAppend {
 }
 
 impl LogAppend {
+    fn new(file: Arc<LogFile>, base: u64, max_bytes: u64) -> LogAppend {
+        LogAppend {
+            file,
+            base,
+            buf: Vec::with_capacity(usize::try_from(max_bytes).unwrap_or(0)),
+            added: 0,
+        }
+    }
+
     /// Appends a piece's data as checksummed chunks; returns its offset in the file.
     pub(crate) fn push(&mut self, identity: &PieceIdentity, data: &[u8]) -> (u64, u64) {
         let offset = self.base + self.buf.len() as u64;
@@ -184,15 +234,11 @@ impl ExtentLog {
                 continue;
             }
             let file = OpenOptions::new().read(true).open(entry.path())?;
-            state.sizes.insert(id, file.metadata()?.len());
-            state.files.insert(
-                id,
-                Arc::new(LogFile {
-                    id,
-                    file,
-                    unsynced: AtomicBool::new(false),
-                }),
-            );
+            let len = file.metadata()?.len();
+            state.sizes.insert(id, len);
+            state
+                .files
+                .insert(id, Arc::new(LogFile::new(id, file, len)));
         }
         for (id, bytes) in live {
             if state.files.contains_key(&id) {
@@ -231,43 +277,37 @@ impl ExtentLog {
     /// lock, which is what keeps appenders one at a time.
     pub(crate) fn append(
         &self,
-        _index: &MutexGuard<'_, ()>,
+        _index: &IndexGuard<'_>,
         max_bytes: u64,
-    ) -> io::Result<LogAppend> {
-        let mut s = self.lock();
-        let fits = s
-            .active
+    ) -> Result<LogAppend, AppendError> {
+        let active = self.lock().active.clone();
+        let fits = active
             .as_ref()
             .is_some_and(|(_, tail)| *tail == 0 || tail + max_bytes <= LOG_FILE_BYTES_MAX);
-        if !fits {
-            let id = s.next_id;
-            let path = self.path(id);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            // The file's name must be durable before any durable write's data in it is.
-            sync_dir(&self.dir)?;
-            let file = Arc::new(LogFile {
-                id,
-                file,
-                unsynced: AtomicBool::new(false),
-            });
-            s.next_id = id + 1;
-            s.files.insert(id, file.clone());
-            s.sizes.insert(id, 0);
-            s.active = Some((file, 0));
+        if let (true, Some((file, tail))) = (fits, active) {
+            return Ok(LogAppend::new(file, tail, max_bytes));
         }
-        let Some((file, tail)) = s.active.clone() else {
-            return Err(io::Error::other("no active extent log file"));
+        // Only appenders change `active` and `next_id`, and they are one at a time (the index
+        // lock): the file is created without holding the state lock readers need.
+        let id = {
+            let mut s = self.lock();
+            s.next_id += 1;
+            s.next_id - 1
         };
-        Ok(LogAppend {
-            file,
-            base: tail,
-            buf: Vec::with_capacity(usize::try_from(max_bytes).unwrap_or(0)),
-            added: 0,
-        })
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.path(id))
+            .map_err(AppendError::Create)?;
+        // The file's name must be durable before any durable write's data in it is.
+        sync_dir(&self.dir).map_err(AppendError::SyncDir)?;
+        let file = Arc::new(LogFile::new(id, file, 0));
+        let mut s = self.lock();
+        s.files.insert(id, file.clone());
+        s.sizes.insert(id, 0);
+        s.active = Some((file.clone(), 0));
+        Ok(LogAppend::new(file, 0, max_bytes))
     }
 
     /// Writes a group's appends (page cache; see [`ExtentLog::sync`]) and moves the tail past
@@ -279,9 +319,9 @@ impl ExtentLog {
         fail::fail_point!("extent-log-write-enospc", |_| Err(
             io::Error::from_raw_os_error(28)
         ));
-        append.file.unsynced.store(true, Ordering::Release);
         append.file.file.write_all_at(&append.buf, append.base)?;
         let end = append.base + append.buf.len() as u64;
+        append.file.written.fetch_max(end, Ordering::AcqRel);
         let mut s = self.lock();
         if let Some((f, tail)) = &mut s.active
             && f.id == append.file.id
@@ -302,16 +342,11 @@ impl ExtentLog {
             .lock()
             .files
             .values()
-            .filter(|f| f.unsynced.load(Ordering::Acquire))
+            .filter(|f| f.needs_sync())
             .cloned()
             .collect();
         for f in dirty {
-            // Cleared first: an append racing this sync sets it again and is synced next time.
-            f.unsynced.store(false, Ordering::Release);
-            if let Err(e) = rustix::fs::fdatasync(&f.file) {
-                f.unsynced.store(true, Ordering::Release);
-                return Err(e.into());
-            }
+            f.sync()?;
         }
         Ok(())
     }
@@ -326,7 +361,10 @@ impl ExtentLog {
         }
         for (id, bytes) in freed {
             let live = s.live.entry(*id).or_insert(0);
-            debug_assert!(*live >= *bytes, "log file {id} frees more than it holds");
+            if *live < *bytes {
+                // Only a file missing at open (its pieces unreadable) can get here.
+                tracing::error!(file = id, "extent log file frees more bytes than it holds");
+            }
             *live = live.saturating_sub(*bytes);
         }
     }
@@ -355,7 +393,7 @@ impl ExtentLog {
 
     /// Deletes a sealed file none of whose pieces is referenced any more (call under the index
     /// lock, once the records that moved its pieces elsewhere are durable).
-    pub(crate) fn remove(&self, _index: &MutexGuard<'_, ()>, id: u64) -> io::Result<bool> {
+    pub(crate) fn remove(&self, _index: &IndexGuard<'_>, id: u64) -> io::Result<bool> {
         let mut s = self.lock();
         if s.active.as_ref().is_some_and(|(f, _)| f.id == id)
             || s.live.get(&id).copied().unwrap_or(0) > 0
@@ -428,6 +466,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A file found at open may hold a crashed process's unsynced bytes: the first sync covers
+    /// it. After that, only files written since need one.
+    #[test]
+    fn files_found_at_open_are_synced_once_and_writes_mark_files_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("extents");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        std::fs::write(log_dir.join(format!("{:016x}{SUFFIX}", 5)), b"x").unwrap();
+        std::fs::write(log_dir.join(format!("{:016x}{SUFFIX}", 6)), b"unreferenced").unwrap();
+        let log = ExtentLog::open(dir.path(), HashMap::from([(5, 1)])).unwrap();
+        assert!(
+            log.file(6).is_none(),
+            "an unreferenced file is deleted at open"
+        );
+        assert!(!log_dir.join(format!("{:016x}{SUFFIX}", 6)).exists());
+        let old = log.file(5).unwrap();
+        assert!(old.needs_sync());
+        log.sync().unwrap();
+        assert!(!old.needs_sync());
+        let lock = Mutex::new(());
+        let guard = IndexGuard(lock.lock().unwrap());
+        let mut a = log.append(&guard, 100).map_err(|_| ()).unwrap();
+        assert_eq!(
+            a.next_location().0,
+            7,
+            "new files get ids above every existing one"
+        );
+        let id = PieceIdentity::new(b"o", WriteTag { epoch: 1, seq: 1 });
+        a.push(&id, b"data");
+        log.finish(&a).unwrap();
+        let new = log.file(7).unwrap();
+        assert!(new.needs_sync() && !old.needs_sync());
+        log.sync().unwrap();
+        assert!(!new.needs_sync());
+        assert_eq!(log.read(7, 0, 4).unwrap().unwrap(), b"data");
+    }
 
     #[test]
     fn chunks_check_their_identity_and_extract_ranges() {

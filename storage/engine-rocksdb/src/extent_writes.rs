@@ -241,10 +241,9 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
         .filter_map(|w| w.piece.data.as_ref())
         .map(|d| extent_log::encoded_len(d.len() as u64))
         .reduce(|a, b| a + b);
-    let mut append = match data_bytes.map(|n| inner.log.append(&guard, n)).transpose() {
+    let mut append = match data_bytes.map(|n| inner.log_append(&guard, n)).transpose() {
         Ok(a) => a,
         Err(e) => {
-            let e = inner.write_error(e);
             return group
                 .into_iter()
                 .map(|w| (w.answer, Err(copy_error(&e))))

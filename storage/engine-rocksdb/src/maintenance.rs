@@ -433,10 +433,7 @@ fn move_log_pieces(
     bytes: u64,
 ) -> Result<()> {
     let guard = inner.lock_index()?;
-    let mut append = inner
-        .log
-        .append(&guard, bytes)
-        .map_err(|e| inner.write_error(e))?;
+    let mut append = inner.log_append(&guard, bytes)?;
     let mut batch = WriteBatch::default();
     let mut objects: HashMap<Vec<u8>, Vec<StoredPiece>> = HashMap::new();
     let mut freed = Vec::new();

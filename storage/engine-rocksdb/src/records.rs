@@ -285,9 +285,12 @@ fn visible_pieces(
         }
         return Ok(out);
     }
-    Err(Error::Failed(
-        "extent data kept moving while it was read".into(),
-    ))
+    // Moved by the garbage collector three times during one read is not plausible: the file is
+    // missing (damaged device), and so are the bytes.
+    Err(Error::Corrupt(format!(
+        "extent data of {}/{} is in a missing extent log file",
+        key.image, key.object_no
+    )))
 }
 
 pub(crate) async fn read_extent(
