@@ -422,6 +422,24 @@ impl ExtentLog {
     }
 }
 
+impl ExtentLog {
+    /// [`ExtentLog::read`] only if every byte is in the page cache (`RWF_NOWAIT`): `None` if the
+    /// read would wait for the disk, comes up short, or fails (the caller then reads the
+    /// ordinary way, which reports errors).
+    pub(crate) fn read_now(&self, file: u64, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let f = self.file(file)?;
+        let mut buf = vec![0u8; len];
+        let n = rustix::io::preadv2(
+            &f.file,
+            &mut [io::IoSliceMut::new(&mut buf)],
+            offset,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        )
+        .ok()?;
+        (n == len).then_some(buf)
+    }
+}
+
 /// Checks the chunks of `encoded` (chunks `first..` of a piece with `identity`, `piece_len`
 /// data bytes in all) and copies out data bytes `[from, to)` (piece-relative).
 pub(crate) fn verify_and_extract(
