@@ -1,7 +1,10 @@
-//! Transmission phase: one reader that parses requests and spawns a task per request, and one
-//! writer that serialises replies. Replies go out in completion order, which NBD allows.
+//! Transmission phase: one reader that parses requests and runs each (inline if it completes at
+//! once, else as a task of its own), and one writer that serialises replies. Replies go out in
+//! completion order, which NBD allows.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -141,7 +144,7 @@ where
             }
             let export = export.clone();
             let tx = tx.clone();
-            tokio::spawn(
+            let mut request = Box::pin(
                 async move {
                     let reply = execute(&*export, req, payload, limits.structured).await;
                     // The writer is gone only if the connection is; nobody to tell.
@@ -150,6 +153,14 @@ where
                 }
                 .in_current_span(),
             );
+            // Polled once here first: a read the storage answers from memory completes at
+            // once, and spawning a task for it would wake the other worker thread, which at
+            // queue depth 1 cost more than the read. Anything still pending becomes a task,
+            // whose first poll registers its real waker (the no-op one here is forgotten).
+            let mut cx = Context::from_waker(Waker::noop());
+            if request.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(request);
+            }
         }
     }
     .await;
