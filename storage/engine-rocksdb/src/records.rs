@@ -17,7 +17,7 @@ use cairn_engine::{
 use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::engine::Inner;
-use crate::extent_log::{self, LOG_CHUNK_BYTES, PieceIdentity};
+use crate::extent_log::{PieceIdentity, PieceRead, PieceReadError};
 use crate::keys::{self, BlobRecord, PieceData, PieceRecord, StoredPiece};
 
 /// Visits every key/value starting with `prefix` (blocking).
@@ -198,28 +198,29 @@ fn read_index_piece_bytes(
     Ok(Bytes::from(out))
 }
 
-/// Reads `[from, to)` of a piece in the extent log (piece-relative): one read of the chunks
-/// that hold it, each checked. `None`: the file is gone (its pieces were moved meanwhile).
+/// Reads `[from, to)` of a piece in the extent log (piece-relative), checked. `Ok(None)`: the
+/// file is gone (its pieces were moved meanwhile), or, with `nowait`, not all in the page cache.
 fn read_log_piece_bytes(
     inner: &Inner,
     prefix: &[u8],
     piece: &PieceMeta,
-    (file, offset): (u64, u64),
-    from: u64,
-    to: u64,
+    at: (u64, u64),
+    (from, to): (u64, u64),
+    nowait: bool,
 ) -> Result<Option<Bytes>> {
-    let (start, len, first) = log_read_span(piece, from, to)?;
-    let encoded = match inner.log.read(file, offset + start, len) {
-        None => return Ok(None),
-        Some(Ok(b)) => b,
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(Error::Corrupt(format!(
-                "extent log file {file} ends inside a piece"
-            )));
-        }
-        Some(Err(e)) => return Err(Error::Io(e)),
-    };
-    check_log_bytes(prefix, piece, file, offset, &encoded, first, from, to).map(Some)
+    let identity = PieceIdentity::new(prefix, piece.tag);
+    match inner
+        .log
+        .read_piece(at, &identity, piece.len_bytes, from, to, nowait)
+    {
+        Ok(PieceRead::Bytes(b)) => Ok(Some(b)),
+        Ok(PieceRead::FileGone | PieceRead::WouldBlock) => Ok(None),
+        Err(PieceReadError::Io(e)) => Err(Error::Io(e)),
+        Err(e) => Err(Error::Corrupt(format!(
+            "extent log file {} at {}: {e}",
+            at.0, at.1
+        ))),
+    }
 }
 
 /// Attempts at a read whose log file disappeared under it (moved by the garbage collector
@@ -253,7 +254,14 @@ fn visible_pieces(
                     to,
                 )?),
                 PieceData::Log { file, offset } => {
-                    match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), from, to)? {
+                    match read_log_piece_bytes(
+                        inner,
+                        &prefix,
+                        &p.meta,
+                        (file, offset),
+                        (from, to),
+                        false,
+                    )? {
                         Some(b) => Some(b),
                         None => continue 'attempt,
                     }
@@ -331,16 +339,12 @@ fn visible_pieces_now(
             PieceData::None => None,
             PieceData::Index => return None,
             PieceData::Log { file, offset } => {
-                let (from, to) = (s - p.meta.offset, e - p.meta.offset);
-                let (start, len, first) = log_read_span(&p.meta, from, to).ok()?;
-                let encoded = inner.log.read_now(file, offset + start, len)?;
-                Some(
-                    match check_log_bytes(&prefix, &p.meta, file, offset, &encoded, first, from, to)
-                    {
-                        Ok(b) => b,
-                        Err(e) => return Some(Err(e)),
-                    },
-                )
+                let range = (s - p.meta.offset, e - p.meta.offset);
+                match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), range, true) {
+                    Ok(Some(b)) => Some(b),
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
             }
         };
         out.push(ExtentPiece {
@@ -351,45 +355,6 @@ fn visible_pieces_now(
         });
     }
     Some(Ok(out))
-}
-
-/// The encoded bytes holding `[from, to)` of a log piece: (start relative to the piece, length,
-/// first chunk).
-fn log_read_span(piece: &PieceMeta, from: u64, to: u64) -> Result<(u64, usize, u64)> {
-    let chunk = LOG_CHUNK_BYTES as u64;
-    let (first, last) = (from / chunk, (to - 1) / chunk);
-    let start = extent_log::chunk_start(first);
-    let end = (extent_log::chunk_start(last + 1)).min(extent_log::encoded_len(piece.len_bytes));
-    let len = usize::try_from(end - start)
-        .map_err(|_| Error::Corrupt("extent piece too large".into()))?;
-    Ok((start, len, first))
-}
-
-/// Verifies the chunks read for `[from, to)` of a log piece and returns those bytes.
-#[allow(clippy::too_many_arguments)]
-fn check_log_bytes(
-    prefix: &[u8],
-    piece: &PieceMeta,
-    file: u64,
-    offset: u64,
-    encoded: &[u8],
-    first: u64,
-    from: u64,
-    to: u64,
-) -> Result<Bytes> {
-    let identity = PieceIdentity::new(prefix, piece.tag);
-    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
-    extent_log::verify_and_extract(
-        &identity,
-        encoded,
-        first,
-        piece.len_bytes,
-        from,
-        to,
-        &mut out,
-    )
-    .map_err(|e| Error::Corrupt(format!("extent log file {file} at {offset}: {e}")))?;
-    Ok(Bytes::from(out))
 }
 
 pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
