@@ -337,7 +337,14 @@ fn stage_write(
         None => cached_metas(inner, &prefix)?,
     };
     let new = piece.meta();
-    let stored = !existing.iter().any(|p| new.hidden_by(&p.meta, &opts.keep));
+    // Only a newer piece can hide this one. Pieces are in tag order and a new write is nearly
+    // always the newest, so this looks at no piece at all for most writes (objects written in
+    // small random blocks hold thousands of pieces).
+    let stored = !existing
+        .iter()
+        .rev()
+        .take_while(|p| p.meta.tag > new.tag)
+        .any(|p| new.hidden_by(&p.meta, &opts.keep));
     let new = if !stored {
         None
     } else {
@@ -364,19 +371,29 @@ fn stage_write(
         return Ok(());
     };
     let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
+    // The kept pieces are copied in runs between the dropped ones: with thousands of pieces per
+    // object this copy is most of a write's work under the index lock.
+    let (new_start, new_end) = (new.meta.offset, new.meta.end());
     let mut kept: Vec<StoredPiece> = Vec::with_capacity(existing.len() + 1);
-    for old in existing.iter() {
+    let mut run_start = 0;
+    for (i, old) in existing.iter().enumerate() {
         // A retried write has the same tag: its record key is overwritten, not added, and the
         // data of the earlier attempt is freed.
-        if old.meta.tag == new.meta.tag || old.meta.hidden_by(&new.meta, &opts.keep) {
-            if old.meta.tag != new.meta.tag {
-                batch.delete(piece_key(&prefix, old.meta.tag));
-            }
-            free_data(batch, &mut overlay.freed, &data_prefix, old);
+        let dropped = old.meta.tag == new.meta.tag
+            || (old.meta.offset >= new_start
+                && old.meta.end() <= new_end
+                && old.meta.hidden_by(&new.meta, &opts.keep));
+        if !dropped {
             continue;
         }
-        kept.push(*old);
+        kept.extend_from_slice(&existing[run_start..i]);
+        run_start = i + 1;
+        if old.meta.tag != new.meta.tag {
+            batch.delete(piece_key(&prefix, old.meta.tag));
+        }
+        free_data(batch, &mut overlay.freed, &data_prefix, old);
     }
+    kept.extend_from_slice(&existing[run_start..]);
     let at = kept.partition_point(|p| p.meta.tag < new.meta.tag);
     kept.insert(at, new);
     batch.put(piece_key(&prefix, new.meta.tag), record);

@@ -108,9 +108,15 @@ pub fn paint<T: Tagged>(
     upto: Option<WriteTag>,
 ) -> Vec<(u64, u64, Option<&T>)> {
     let end = offset + len_bytes;
+    // Only pieces overlapping the range matter: an object written in small random blocks has
+    // thousands, a read touches a few.
     let mut order: Vec<&T> = pieces
         .iter()
         .filter(|p| upto.is_none_or(|u| p.tag() <= u))
+        .filter(|p| {
+            let (s, e) = p.range();
+            s < end && e > offset
+        })
         .collect();
     order.sort_by_key(|p| p.tag());
     let mut segs: Vec<(u64, u64, Option<&T>)> = vec![(offset, end, None)];
