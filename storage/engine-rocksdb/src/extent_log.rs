@@ -87,9 +87,11 @@ pub(crate) struct LogFile {
     pub(crate) file: File,
     /// End of the bytes written so far (set once a write has completed).
     written: AtomicU64,
-    /// End of the bytes known durable; held across the fdatasync, so a second syncer waits
-    /// for one in progress and then sees whether it covered what it needs.
-    synced: Mutex<u64>,
+    /// End of the bytes known durable.
+    synced: AtomicU64,
+    /// Held across an fdatasync, so a second syncer waits for one in progress and then sees
+    /// whether it covered what it needs. Never taken under the state lock (readers need that).
+    sync_lock: Mutex<()>,
 }
 
 impl LogFile {
@@ -99,24 +101,24 @@ impl LogFile {
             file,
             written: AtomicU64::new(written),
             // A file found at open may hold bytes a crashed process wrote but never synced.
-            synced: Mutex::new(0),
+            synced: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
         }
     }
 
     fn needs_sync(&self) -> bool {
-        let synced = *self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        synced < self.written.load(Ordering::Acquire)
+        self.synced.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
     }
 
     /// Makes every byte written before this call durable.
     fn sync(&self) -> io::Result<()> {
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
         let target = self.written.load(Ordering::Acquire);
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced >= target {
+        if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
         rustix::fs::fdatasync(&self.file)?;
-        *synced = target;
+        self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
 }
