@@ -30,6 +30,7 @@ use crate::keys::{self, PieceData, StoredPiece};
 use crate::limits::{
     EXTENT_WRITE_GROUP_BYTES_MAX, EXTENT_WRITE_GROUP_MAX, EXTENT_WRITES_QUEUED_MAX,
 };
+use crate::piece_list::PieceList;
 use crate::records::{cached_metas, chunk_count, chunk_key, fence_decision, piece_key};
 
 const GROUP_WRITES_MAX: usize = EXTENT_WRITE_GROUP_MAX;
@@ -212,7 +213,7 @@ fn run_committer(mut role: CommitterRole, device: &Weak<Inner>) {
 #[derive(Default)]
 struct GroupOverlay {
     /// Piece records per object prefix as of the group's writes so far.
-    metas: HashMap<Vec<u8>, Arc<Vec<StoredPiece>>>,
+    metas: HashMap<Vec<u8>, PieceList>,
     /// Extent log bytes the group frees, per file.
     freed: Vec<(u64, u64)>,
     /// Fence raises per image.
@@ -290,7 +291,7 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
         Ok(()) => {
             inner.log.account(append.as_ref(), &overlay.freed);
             for (prefix, metas) in overlay.metas {
-                inner.pieces.written(&prefix, Arc::unwrap_or_clone(metas));
+                inner.pieces.written(&prefix, metas);
             }
             for (image, epoch) in overlay.fences {
                 inner.fences.stored(&image, epoch);
@@ -332,19 +333,16 @@ fn stage_write(
         overlay.fences.get(&key.image).copied(),
     )?;
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-    let existing = match overlay.metas.get(&prefix) {
+    // A clone shares the list's blocks: changes below copy only the blocks they touch.
+    let mut pieces = match overlay.metas.get(&prefix) {
         Some(m) => m.clone(),
-        None => cached_metas(inner, &prefix)?,
+        None => cached_metas(inner, &prefix)?.as_ref().clone(),
     };
     let new = piece.meta();
-    // Only a newer piece can hide this one. Pieces are in tag order and a new write is nearly
-    // always the newest, so this looks at no piece at all for most writes (objects written in
-    // small random blocks hold thousands of pieces).
-    let stored = !existing
-        .iter()
-        .rev()
-        .take_while(|p| p.meta.tag > new.tag)
-        .any(|p| new.hidden_by(&p.meta, &opts.keep));
+    // Only a newer piece can hide this one, and a new write is nearly always the newest: then
+    // no piece needs looking at (objects written in small random blocks hold thousands).
+    let newest = pieces.newest().is_none_or(|t| t < new.tag);
+    let stored = newest || !pieces.iter().any(|p| new.hidden_by(&p.meta, &opts.keep));
     let new = if !stored {
         None
     } else {
@@ -371,36 +369,38 @@ fn stage_write(
         return Ok(());
     };
     let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-    // The kept pieces are copied in runs between the dropped ones: with thousands of pieces per
-    // object this copy is most of a write's work under the index lock.
     let (new_start, new_end) = (new.meta.offset, new.meta.end());
-    let mut kept: Vec<StoredPiece> = Vec::with_capacity(existing.len() + 1);
-    let mut run_start = 0;
-    for (i, old) in existing.iter().enumerate() {
+    let mut dropped: Vec<StoredPiece> = Vec::new();
+    let mut pick = |old: &StoredPiece| {
         // A retried write has the same tag: its record key is overwritten, not added, and the
         // data of the earlier attempt is freed.
-        let dropped = old.meta.tag == new.meta.tag
+        let drop = old.meta.tag == new.meta.tag
             || (old.meta.offset >= new_start
                 && old.meta.end() <= new_end
                 && old.meta.hidden_by(&new.meta, &opts.keep));
-        if !dropped {
-            continue;
+        if drop {
+            dropped.push(*old);
         }
-        kept.extend_from_slice(&existing[run_start..i]);
-        run_start = i + 1;
+        drop
+    };
+    if newest {
+        // Only pieces starting inside the new one can be hidden by it, and none has its tag.
+        pieces.remove_starting_in(new_start, new_end, pick);
+    } else {
+        pieces.remove_where(&mut pick);
+    }
+    for old in &dropped {
         if old.meta.tag != new.meta.tag {
             batch.delete(piece_key(&prefix, old.meta.tag));
         }
         free_data(batch, &mut overlay.freed, &data_prefix, old);
     }
-    kept.extend_from_slice(&existing[run_start..]);
-    let at = kept.partition_point(|p| p.meta.tag < new.meta.tag);
-    kept.insert(at, new);
+    pieces.insert(new);
     batch.put(piece_key(&prefix, new.meta.tag), record);
     if let (Some(data), Some(append)) = (&piece.data, append) {
         append.push(&PieceIdentity::new(&prefix, new.meta.tag), data);
     }
-    overlay.metas.insert(prefix, Arc::new(kept));
+    overlay.metas.insert(prefix, pieces);
     Ok(())
 }
 

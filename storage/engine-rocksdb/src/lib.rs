@@ -21,6 +21,7 @@ mod keys;
 pub mod limits;
 mod maintenance;
 mod piece_cache;
+mod piece_list;
 mod pool;
 mod records;
 mod uring;

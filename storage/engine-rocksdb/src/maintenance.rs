@@ -16,7 +16,7 @@ use crate::blobs::{RocksReader, account, append_segment, release};
 use crate::engine::{Inner, quarantine_dir, sync_dir};
 use crate::extent_log::{self, PieceIdentity};
 use crate::io::IoBackend;
-use crate::keys::{self, BlobRecord, Location, PieceData, PieceRecord, StoredPiece};
+use crate::keys::{self, BlobRecord, Location, PieceData, PieceRecord};
 use crate::limits::{
     BLOB_GARBAGE_BYTES_MIN, BLOB_GARBAGE_PERCENT_MIN, SEGMENT_GARBAGE_PERCENT_MIN,
 };
@@ -435,7 +435,7 @@ fn move_log_pieces(
     let guard = inner.lock_index()?;
     let mut append = inner.log_append(&guard, bytes)?;
     let mut batch = WriteBatch::default();
-    let mut objects: HashMap<Vec<u8>, Vec<StoredPiece>> = HashMap::new();
+    let mut objects: HashMap<Vec<u8>, crate::piece_list::PieceList> = HashMap::new();
     let mut freed = Vec::new();
     for (prefix, tag, _) in group {
         if !objects.contains_key(prefix) {
@@ -446,7 +446,7 @@ fn move_log_pieces(
             continue;
         };
         // Gone or moved since the scan: nothing to do.
-        let Some(piece) = pieces.iter_mut().find(|p| p.meta.tag == *tag) else {
+        let Some(piece) = pieces.get_mut(*tag) else {
             continue;
         };
         let PieceData::Log { file, offset } = piece.data else {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::keys::StoredPiece;
+use crate::piece_list::PieceList;
 
 /// Shards, so readers of different objects rarely wait on one mutex.
 const SHARDS: usize = 16;
@@ -22,11 +22,11 @@ const SHARD_PIECES_MAX: usize = 65_536;
 struct Shard {
     writes: u64,
     pieces: usize,
-    objects: HashMap<Vec<u8>, Arc<Vec<StoredPiece>>>,
+    objects: HashMap<Vec<u8>, Arc<PieceList>>,
 }
 
 impl Shard {
-    fn insert(&mut self, key: Vec<u8>, metas: Arc<Vec<StoredPiece>>) {
+    fn insert(&mut self, key: Vec<u8>, metas: Arc<PieceList>) {
         // An object with more records than a shard holds is simply not cached.
         if metas.len() > SHARD_PIECES_MAX {
             self.remove(&key);
@@ -91,7 +91,7 @@ impl PieceCache {
     }
 
     /// The cached records of an object, or a ticket to fill them after loading.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Arc<Vec<StoredPiece>>, FillTicket> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Arc<PieceList>, FillTicket> {
         let shard = Self::shard_of(key);
         let s = self.lock(shard);
         match s.objects.get(key) {
@@ -104,7 +104,7 @@ impl PieceCache {
     }
 
     /// Installs what a reader loaded, unless a write to the shard happened since its ticket.
-    pub(crate) fn fill(&self, key: &[u8], ticket: FillTicket, metas: Arc<Vec<StoredPiece>>) {
+    pub(crate) fn fill(&self, key: &[u8], ticket: FillTicket, metas: Arc<PieceList>) {
         let mut s = self.lock(ticket.shard);
         if s.writes == ticket.writes {
             s.insert(key.to_vec(), metas);
@@ -113,7 +113,7 @@ impl PieceCache {
 
     /// Records a write (call it once the write's batch is in the database, before the index
     /// lock is released): the object's records are now `metas`.
-    pub(crate) fn written(&self, key: &[u8], metas: Vec<StoredPiece>) {
+    pub(crate) fn written(&self, key: &[u8], metas: PieceList) {
         let mut s = self.lock(Self::shard_of(key));
         s.writes += 1;
         s.insert(key.to_vec(), Arc::new(metas));
@@ -130,10 +130,14 @@ impl PieceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::PieceData;
+    use crate::keys::{PieceData, StoredPiece};
     use cairn_engine::{PieceMeta, WriteTag};
 
-    fn metas(n: usize) -> Vec<StoredPiece> {
+    fn metas(n: usize) -> PieceList {
+        PieceList::new(metas_vec(n))
+    }
+
+    fn metas_vec(n: usize) -> Vec<StoredPiece> {
         (0..n as u64)
             .map(|i| StoredPiece {
                 meta: PieceMeta {

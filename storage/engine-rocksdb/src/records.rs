@@ -19,6 +19,7 @@ use rocksdb::{DB, DBRawIterator, Direction, IteratorMode, ReadOptions, WriteBatc
 use crate::engine::Inner;
 use crate::extent_log::{PieceIdentity, PieceRead, PieceReadError};
 use crate::keys::{self, BlobRecord, PieceData, PieceRecord, StoredPiece};
+use crate::piece_list::PieceList;
 
 /// Visits every key/value starting with `prefix` (blocking).
 pub(crate) fn scan_prefix(
@@ -72,11 +73,11 @@ pub(crate) fn chunk_key(data_prefix: &[u8], tag: WriteTag, index: u64) -> Vec<u8
 }
 
 /// The piece records of one object, from the cache or else the database.
-pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<Vec<StoredPiece>>> {
+pub(crate) fn cached_metas(inner: &Inner, prefix: &[u8]) -> Result<Arc<PieceList>> {
     match inner.pieces.get(prefix) {
         Ok(metas) => Ok(metas),
         Err(ticket) => {
-            let metas = Arc::new(load_metas(inner, prefix)?);
+            let metas = Arc::new(PieceList::new(load_metas(inner, prefix)?));
             inner.pieces.fill(prefix, ticket, metas.clone());
             Ok(metas)
         }
@@ -241,7 +242,7 @@ fn visible_pieces(
     'attempt: for _ in 0..LOG_READ_ATTEMPTS {
         let metas = cached_metas(inner, &prefix)?;
         let mut out = Vec::new();
-        for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
+        for (s, e, src) in extent::paint(metas.iter(), offset, len_bytes, upto) {
             let Some(p) = src else { continue };
             let (from, to) = (s - p.meta.offset, e - p.meta.offset);
             let data = match p.data {
@@ -333,7 +334,7 @@ fn visible_pieces_now(
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     let metas = inner.pieces.get(&prefix).ok()?;
     let mut out = Vec::new();
-    for (s, e, src) in extent::paint(&metas, offset, len_bytes, upto) {
+    for (s, e, src) in extent::paint(metas.iter(), offset, len_bytes, upto) {
         let Some(p) = src else { continue };
         let data = match p.data {
             PieceData::None => None,
@@ -357,20 +358,27 @@ fn visible_pieces_now(
     Some(Ok(out))
 }
 
+/// An object's pieces in tag order, as `StorageEngine::extent_piece_metas` lists them.
+fn metas_by_tag(list: &PieceList) -> Vec<PieceMeta> {
+    let mut metas: Vec<PieceMeta> = list.iter().map(|p| p.meta).collect();
+    metas.sort_unstable_by_key(|m| m.tag);
+    metas
+}
+
 pub(crate) async fn piece_metas(inner: &Arc<Inner>, key: &ExtentKey) -> Result<Vec<PieceMeta>> {
     inner.check()?;
     // A cached object is answered here: a lookup under a shard mutex, no I/O, so not worth
     // the round trip through the blocking pool (two thread wake-ups per 4 KiB read).
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     if let Ok(metas) = inner.pieces.get(&prefix) {
-        return Ok(metas.iter().map(|p| p.meta).collect());
+        return Ok(metas_by_tag(&metas));
     }
     let (i, key) = (inner.clone(), key.clone());
     inner
         .pool
         .run(move || {
             let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-            Ok(cached_metas(&i, &prefix)?.iter().map(|p| p.meta).collect())
+            Ok(metas_by_tag(cached_metas(&i, &prefix)?.as_ref()))
         })
         .await
 }

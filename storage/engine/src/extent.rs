@@ -101,17 +101,17 @@ impl Tagged for PieceMeta {
 /// Non-overlapping segments covering `[offset, offset + len_bytes)`, each with the piece that
 /// wins it (highest tag), or `None` where no piece lies. Pieces tagged above `upto` are ignored,
 /// which gives the view of a snapshot taken at `upto`.
-pub fn paint<T: Tagged>(
-    pieces: &[T],
+pub fn paint<'a, T: Tagged>(
+    pieces: impl IntoIterator<Item = &'a T>,
     offset: u64,
     len_bytes: u64,
     upto: Option<WriteTag>,
-) -> Vec<(u64, u64, Option<&T>)> {
+) -> Vec<(u64, u64, Option<&'a T>)> {
     let end = offset + len_bytes;
     // Only pieces overlapping the range matter: an object written in small random blocks has
     // thousands, a read touches a few.
     let mut order: Vec<&T> = pieces
-        .iter()
+        .into_iter()
         .filter(|p| upto.is_none_or(|u| p.tag() <= u))
         .filter(|p| {
             let (s, e) = p.range();
