@@ -209,6 +209,21 @@ impl LogAppend {
     }
 }
 
+/// Opens without access-time updates where allowed: with `relatime`, reading a file that was
+/// written since its last read updates its atime, which can wait on the journal — even in a
+/// `RWF_NOWAIT` read on an async worker.
+fn open_noatime(options: &OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = i32::try_from(rustix::fs::OFlags::NOATIME.bits()).unwrap_or(0);
+    match options.clone().custom_flags(flags).open(path) {
+        // O_NOATIME needs the file's owner (or CAP_FOWNER).
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            options.open(path)
+        }
+        other => other,
+    }
+}
+
 fn parse_name(name: &std::ffi::OsStr) -> Option<u64> {
     let hex = name.to_str()?.strip_suffix(SUFFIX)?;
     u64::from_str_radix(hex, 16).ok()
@@ -235,7 +250,7 @@ impl ExtentLog {
                 fs::remove_file(entry.path())?;
                 continue;
             }
-            let file = OpenOptions::new().read(true).open(entry.path())?;
+            let file = open_noatime(OpenOptions::new().read(true), &entry.path())?;
             let len = file.metadata()?.len();
             state.sizes.insert(id, len);
             state
@@ -296,12 +311,11 @@ impl ExtentLog {
             s.next_id += 1;
             s.next_id - 1
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.path(id))
-            .map_err(AppendError::Create)?;
+        let file = open_noatime(
+            OpenOptions::new().read(true).write(true).create_new(true),
+            &self.path(id),
+        )
+        .map_err(AppendError::Create)?;
         // The file's name must be durable before any durable write's data in it is.
         sync_dir(&self.dir).map_err(AppendError::SyncDir)?;
         let file = Arc::new(LogFile::new(id, file, 0));
@@ -497,9 +511,10 @@ impl ExtentLog {
                         done += n;
                         at += n as u64;
                     }
-                    Ok(_) if nowait => return Ok(PieceRead::WouldBlock),
+                    // Not all cached, or a filesystem without RWF_NOWAIT (EOPNOTSUPP): the
+                    // ordinary read decides.
+                    Ok(_) | Err(_) if nowait => return Ok(PieceRead::WouldBlock),
                     Ok(_) => return Err(PieceReadError::Truncated),
-                    Err(rustix::io::Errno::AGAIN) if nowait => return Ok(PieceRead::WouldBlock),
                     Err(e) => return Err(PieceReadError::Io(e.into())),
                 }
             }

@@ -384,8 +384,9 @@ fn stage_write(
         drop
     };
     if newest {
-        // Only pieces starting inside the new one can be hidden by it, and none has its tag.
-        pieces.remove_starting_in(new_start, new_end, pick);
+        // Only pieces starting inside the new one (or, empty, at its end) can be hidden by it,
+        // and none has its tag.
+        pieces.remove_starting_in(new_start, new_end.saturating_add(1), pick);
     } else {
         pieces.remove_where(&mut pick);
     }

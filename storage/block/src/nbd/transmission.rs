@@ -158,8 +158,15 @@ where
             // queue depth 1 cost more than the read. Anything still pending becomes a task,
             // whose first poll registers its real waker (the no-op one here is forgotten).
             let mut cx = Context::from_waker(Waker::noop());
-            if request.as_mut().poll(&mut cx).is_pending() {
-                tokio::spawn(request);
+            // A panic stays with its request, as it would in a task of its own: the request is
+            // dropped (freeing its permits) and the connection goes on.
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                request.as_mut().poll(&mut cx).is_pending()
+            }));
+            match polled {
+                Ok(true) => drop(tokio::spawn(request)),
+                Ok(false) => {}
+                Err(_) => tracing::error!("request handler panicked; no reply sent"),
             }
         }
     }
