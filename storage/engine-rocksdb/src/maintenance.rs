@@ -836,6 +836,84 @@ mod tests {
         drop(engine);
     }
 
+    /// Readers racing the extent log's garbage collection always get the right bytes: one that
+    /// found a piece before it moved reads the old (unlinked) file or, finding it gone, reads
+    /// the records again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_racing_log_garbage_collection_get_the_right_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 16 * 1024u64;
+        let pieces = 64u64;
+        {
+            let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+            for generation in 0..3u64 {
+                for i in 0..pieces {
+                    // Generations 1 and 2 rewrite three of every four pieces.
+                    if generation > 0 && i.is_multiple_of(4) {
+                        continue;
+                    }
+                    let data = Bytes::from(vec![(generation * 64 + i) as u8; piece as usize]);
+                    let t = tag(generation * pieces + i + 1);
+                    engine
+                        .write_extent(&ekey(0), i * piece, data, t)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let want = |i: u64| -> u8 {
+            if i.is_multiple_of(4) {
+                i as u8
+            } else {
+                (128 + i) as u8
+            }
+        };
+        let engine = RocksEngine::open_plain_for_test(dir.path()).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for r in 0..4u64 {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                let mut reads = 0u64;
+                // Bounded: stops when told, or after this many reads.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && reads < 200_000 {
+                    let i = (reads * 7 + r * 13) % pieces;
+                    // Small reads take the in-place path, large ones the pool.
+                    let (off, len) = if reads.is_multiple_of(2) {
+                        (i * piece + 100, 4096)
+                    } else {
+                        (i * piece, piece)
+                    };
+                    let got = engine
+                        .read_extent(&ekey(0), off, len)
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    assert!(
+                        got.iter().all(|&b| b == want(i)),
+                        "piece {i} read wrong bytes"
+                    );
+                    reads += 1;
+                }
+                reads
+            }));
+        }
+        let report = engine.compact().await.unwrap();
+        assert_eq!(report.segments_rewritten, 1, "{report:?}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.await.unwrap() > 0);
+        }
+        for i in 0..pieces {
+            let got = engine
+                .read_extent(&ekey(0), i * piece, piece)
+                .await
+                .unwrap()
+                .to_bytes();
+            assert!(got.iter().all(|&b| b == want(i)), "piece {i}");
+        }
+    }
+
     /// Pieces stored before the extent log (chunk records in the index) still read, and a write
     /// that hides one deletes its chunk records.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
