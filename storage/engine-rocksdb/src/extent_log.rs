@@ -135,12 +135,10 @@ pub(crate) enum AppendError {
 #[derive(Debug, Default)]
 struct LogState {
     files: BTreeMap<u64, Arc<LogFile>>,
-    /// The file appends go to, and its length.
-    active: Option<(Arc<LogFile>, u64)>,
+    /// The file appends go to (its `written` is its tail).
+    active: Option<Arc<LogFile>>,
     /// Encoded bytes of live pieces per file.
     live: HashMap<u64, u64>,
-    /// Length of every file (the active one: its tail).
-    sizes: HashMap<u64, u64>,
     next_id: u64,
 }
 
@@ -252,7 +250,6 @@ impl ExtentLog {
             }
             let file = open_noatime(OpenOptions::new().read(true), &entry.path())?;
             let len = file.metadata()?.len();
-            state.sizes.insert(id, len);
             state
                 .files
                 .insert(id, Arc::new(LogFile::new(id, file, len)));
@@ -297,12 +294,11 @@ impl ExtentLog {
         _index: &IndexGuard<'_>,
         max_bytes: u64,
     ) -> Result<LogAppend, AppendError> {
-        let active = self.lock().active.clone();
-        let fits = active
-            .as_ref()
-            .is_some_and(|(_, tail)| *tail == 0 || tail + max_bytes <= LOG_FILE_BYTES_MAX);
-        if let (true, Some((file, tail))) = (fits, active) {
-            return Ok(LogAppend::new(file, tail, max_bytes));
+        if let Some(file) = self.lock().active.clone() {
+            let tail = file.written.load(Ordering::Acquire);
+            if tail == 0 || tail + max_bytes <= LOG_FILE_BYTES_MAX {
+                return Ok(LogAppend::new(file, tail, max_bytes));
+            }
         }
         // Only appenders change `active` and `next_id`, and they are one at a time (the index
         // lock): the file is created without holding the state lock readers need.
@@ -321,13 +317,13 @@ impl ExtentLog {
         let file = Arc::new(LogFile::new(id, file, 0));
         let mut s = self.lock();
         s.files.insert(id, file.clone());
-        s.sizes.insert(id, 0);
-        s.active = Some((file.clone(), 0));
+        s.active = Some(file.clone());
         Ok(LogAppend::new(file, 0, max_bytes))
     }
 
-    /// Writes a group's appends (page cache; see [`ExtentLog::sync`]) and moves the tail past
-    /// them. On failure the tail stays where it was: nothing was recorded as written there.
+    /// Writes a group's appends (page cache; see [`ExtentLog::sync`]) and moves the file's
+    /// `written` end (the tail) past them. On failure the tail stays where it was: nothing was
+    /// recorded as written there.
     pub(crate) fn finish(&self, append: &LogAppend) -> io::Result<()> {
         if append.buf.is_empty() {
             return Ok(());
@@ -338,13 +334,6 @@ impl ExtentLog {
         append.file.file.write_all_at(&append.buf, append.base)?;
         let end = append.base + append.buf.len() as u64;
         append.file.written.fetch_max(end, Ordering::AcqRel);
-        let mut s = self.lock();
-        if let Some((f, tail)) = &mut s.active
-            && f.id == append.file.id
-        {
-            *tail = end;
-        }
-        s.sizes.insert(append.file.id, end);
         Ok(())
     }
 
@@ -389,12 +378,12 @@ impl ExtentLog {
     /// included).
     pub(crate) fn victims(&self) -> Vec<Victim> {
         let s = self.lock();
-        let active = s.active.as_ref().map(|(f, _)| f.id);
+        let active = s.active.as_ref().map(|f| f.id);
         s.files
-            .keys()
-            .filter(|id| Some(**id) != active)
-            .filter_map(|id| {
-                let size_bytes = s.sizes.get(id).copied().unwrap_or(0);
+            .iter()
+            .filter(|(id, _)| Some(**id) != active)
+            .filter_map(|(id, f)| {
+                let size_bytes = f.written.load(Ordering::Acquire);
                 let live_bytes = s.live.get(id).copied().unwrap_or(0);
                 let garbage = size_bytes.saturating_sub(live_bytes);
                 (live_bytes == 0 || garbage * 100 >= size_bytes * LOG_GARBAGE_PERCENT_MIN)
@@ -411,13 +400,12 @@ impl ExtentLog {
     /// lock, once the records that moved its pieces elsewhere are durable).
     pub(crate) fn remove(&self, _index: &IndexGuard<'_>, id: u64) -> io::Result<bool> {
         let mut s = self.lock();
-        if s.active.as_ref().is_some_and(|(f, _)| f.id == id)
+        if s.active.as_ref().is_some_and(|f| f.id == id)
             || s.live.get(&id).copied().unwrap_or(0) > 0
         {
             return Ok(false);
         }
         s.files.remove(&id);
-        s.sizes.remove(&id);
         s.live.remove(&id);
         drop(s);
         fs::remove_file(self.path(id))?;
@@ -427,7 +415,11 @@ impl ExtentLog {
     /// Total bytes of the log files.
     #[cfg(test)]
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.lock().sizes.values().sum()
+        self.lock()
+            .files
+            .values()
+            .map(|f| f.written.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Reads `len` bytes at `offset` of file `file` (None: the file is gone).

@@ -238,44 +238,11 @@ fn visible_pieces(
     upto: Option<WriteTag>,
 ) -> Result<Vec<ExtentPiece>> {
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
-    let data_prefix = keys::extent_data_prefix(key.partition, &key.image, key.object_no);
-    'attempt: for _ in 0..LOG_READ_ATTEMPTS {
+    for _ in 0..LOG_READ_ATTEMPTS {
         let metas = cached_metas(inner, &prefix)?;
-        let mut out = Vec::new();
-        for (s, e, src) in extent::paint(metas.iter(), offset, len_bytes, upto) {
-            let Some(p) = src else { continue };
-            let (from, to) = (s - p.meta.offset, e - p.meta.offset);
-            let data = match p.data {
-                PieceData::None => None,
-                PieceData::Index => Some(read_index_piece_bytes(
-                    inner,
-                    &data_prefix,
-                    &p.meta,
-                    from,
-                    to,
-                )?),
-                PieceData::Log { file, offset } => {
-                    match read_log_piece_bytes(
-                        inner,
-                        &prefix,
-                        &p.meta,
-                        (file, offset),
-                        (from, to),
-                        false,
-                    )? {
-                        Some(b) => Some(b),
-                        None => continue 'attempt,
-                    }
-                }
-            };
-            out.push(ExtentPiece {
-                tag: p.meta.tag,
-                offset: s,
-                len_bytes: e - s,
-                data,
-            });
+        if let Some(pieces) = read_pieces(inner, key, &metas, (offset, len_bytes), upto, false)? {
+            return Ok(pieces);
         }
-        return Ok(out);
     }
     // Moved by the garbage collector three times during one read is not plausible: the file is
     // missing (damaged device), and so are the bytes.
@@ -283,6 +250,54 @@ fn visible_pieces(
         "extent data of {}/{} is in a missing extent log file",
         key.image, key.object_no
     )))
+}
+
+/// Paints `metas` over the range and reads each winning piece's bytes. `Ok(None)`: a log file
+/// was gone (read the records again) or, with `nowait`, a byte was not in the page cache or a
+/// piece is stored in the index (read on the pool).
+fn read_pieces(
+    inner: &Inner,
+    key: &ExtentKey,
+    metas: &PieceList,
+    (offset, len_bytes): (u64, u64),
+    upto: Option<WriteTag>,
+    nowait: bool,
+) -> Result<Option<Vec<ExtentPiece>>> {
+    let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
+    let mut out = Vec::new();
+    for (s, e, src) in extent::paint(metas.iter(), offset, len_bytes, upto) {
+        let Some(p) = src else { continue };
+        let range = (s - p.meta.offset, e - p.meta.offset);
+        let data = match p.data {
+            PieceData::None => None,
+            PieceData::Index if nowait => return Ok(None),
+            PieceData::Index => {
+                let data_prefix =
+                    keys::extent_data_prefix(key.partition, &key.image, key.object_no);
+                Some(read_index_piece_bytes(
+                    inner,
+                    &data_prefix,
+                    &p.meta,
+                    range.0,
+                    range.1,
+                )?)
+            }
+            PieceData::Log { file, offset } => {
+                match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), range, nowait)?
+                {
+                    Some(b) => Some(b),
+                    None => return Ok(None),
+                }
+            }
+        };
+        out.push(ExtentPiece {
+            tag: p.meta.tag,
+            offset: s,
+            len_bytes: e - s,
+            data,
+        });
+    }
+    Ok(Some(out))
 }
 
 pub(crate) async fn read_extent(
@@ -333,29 +348,7 @@ fn visible_pieces_now(
 ) -> Option<Result<Vec<ExtentPiece>>> {
     let prefix = keys::extent_prefix(key.partition, &key.image, key.object_no);
     let metas = inner.pieces.get(&prefix).ok()?;
-    let mut out = Vec::new();
-    for (s, e, src) in extent::paint(metas.iter(), offset, len_bytes, upto) {
-        let Some(p) = src else { continue };
-        let data = match p.data {
-            PieceData::None => None,
-            PieceData::Index => return None,
-            PieceData::Log { file, offset } => {
-                let range = (s - p.meta.offset, e - p.meta.offset);
-                match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), range, true) {
-                    Ok(Some(b)) => Some(b),
-                    Ok(None) => return None,
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-        };
-        out.push(ExtentPiece {
-            tag: p.meta.tag,
-            offset: s,
-            len_bytes: e - s,
-            data,
-        });
-    }
-    Some(Ok(out))
+    read_pieces(inner, key, &metas, (offset, len_bytes), upto, true).transpose()
 }
 
 /// An object's pieces in tag order, as `StorageEngine::extent_piece_metas` lists them.
