@@ -162,8 +162,8 @@ fn extent_log_live_bytes(db: &DB) -> Result<HashMap<u64, u64>> {
     Ok(live)
 }
 
-/// Values at least this large (extent data chunks; index records are far smaller) go to
-/// RocksDB's blob files.
+/// Values at least this large (extent data chunks written before the extent log; index records
+/// are far smaller) go to RocksDB's blob files.
 const EXTENT_BLOB_MIN_BYTES: u64 = 2048;
 
 impl Inner {
@@ -188,12 +188,12 @@ impl Inner {
         db_opts.create_if_missing(true);
         // Fail loudly rather than silently skipping damaged WAL records.
         db_opts.set_paranoid_checks(true);
-        // Extent chunks (block-device data, up to 64 KiB each) are kept out of the LSM tree in
-        // RocksDB's blob files: compactions then move only small index entries instead of
-        // rewriting (and recompressing) every written byte several times. Disk data rarely
-        // compresses, so blobs are stored as they are. Overwritten chunks are reclaimed by
+        // Extent chunks written before the extent log (block-device data, up to 64 KiB each)
+        // stay out of the LSM tree in RocksDB's blob files: compactions move only small index
+        // entries instead of rewriting every byte. Disk data rarely compresses, so blobs are
+        // stored as they are. Overwritten chunks are reclaimed by
         // `maintenance::collect_blob_garbage` once there is enough garbage, not by every
-        // compaction (see there).
+        // compaction (see there). New extent data goes to the extent log (`extent_log`).
         db_opts.set_enable_blob_files(true);
         db_opts.set_min_blob_size(EXTENT_BLOB_MIN_BYTES);
         db_opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
