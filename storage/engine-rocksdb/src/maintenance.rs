@@ -437,6 +437,7 @@ fn move_log_pieces(
     let mut batch = WriteBatch::default();
     let mut objects: HashMap<Vec<u8>, crate::piece_list::PieceList> = HashMap::new();
     let mut freed = Vec::new();
+    let mut moved: HashSet<Vec<u8>> = HashSet::new();
     for (prefix, tag, _) in group {
         if !objects.contains_key(prefix) {
             let metas = crate::records::cached_metas(inner, prefix)?;
@@ -445,17 +446,16 @@ fn move_log_pieces(
         let Some(pieces) = objects.get_mut(prefix) else {
             continue;
         };
-        // Gone or moved since the scan: nothing to do.
-        let Some(piece) = pieces.get_mut(*tag) else {
+        // Gone or moved since the scan: nothing to do (and no block of the list copied).
+        let Some((file, offset, len_bytes)) = pieces.iter().find_map(|p| match p.data {
+            PieceData::Log { file, offset } if p.meta.tag == *tag && ids.contains(&file) => {
+                Some((file, offset, p.meta.len_bytes))
+            }
+            _ => None,
+        }) else {
             continue;
         };
-        let PieceData::Log { file, offset } = piece.data else {
-            continue;
-        };
-        if !ids.contains(&file) {
-            continue;
-        }
-        let len = extent_log::encoded_len(piece.meta.len_bytes);
+        let len = extent_log::encoded_len(len_bytes);
         let encoded = match inner
             .log
             .read(file, offset, usize::try_from(len).unwrap_or(0))
@@ -468,19 +468,17 @@ fn move_log_pieces(
             None => continue,
         };
         let identity = PieceIdentity::new(prefix, *tag);
-        if let Err(e) = extent_log::verify_and_extract(
-            &identity,
-            &encoded,
-            0,
-            piece.meta.len_bytes,
-            0,
-            0,
-            &mut Vec::new(),
-        ) {
+        if let Err(e) =
+            extent_log::verify_and_extract(&identity, &encoded, 0, len_bytes, 0, 0, &mut Vec::new())
+        {
             tracing::error!(file, offset, error = %e, "extent log piece is corrupt; its file is kept");
             continue;
         }
+        let Some(piece) = pieces.get_mut(*tag) else {
+            continue;
+        };
         let (to_file, to_offset) = append.push_encoded(&encoded);
+        moved.insert(prefix.clone());
         piece.data = PieceData::Log {
             file: to_file,
             offset: to_offset,
@@ -507,7 +505,9 @@ fn move_log_pieces(
     }
     inner.log.account(Some(&append), &freed);
     for (prefix, pieces) in objects {
-        inner.pieces.written(&prefix, pieces);
+        if moved.contains(&prefix) {
+            inner.pieces.written(&prefix, pieces);
+        }
     }
     drop(guard);
     Ok(())
@@ -870,9 +870,10 @@ mod tests {
         };
         let engine = RocksEngine::open_plain_for_test(dir.path()).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let running = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut readers = Vec::new();
         for r in 0..4u64 {
-            let (engine, stop) = (engine.clone(), stop.clone());
+            let (engine, stop, running) = (engine.clone(), stop.clone(), running.clone());
             readers.push(tokio::spawn(async move {
                 let mut reads = 0u64;
                 // Bounded: stops when told, or after this many reads.
@@ -894,15 +895,26 @@ mod tests {
                         "piece {i} read wrong bytes"
                     );
                     reads += 1;
+                    if reads == 10 {
+                        running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 reads
             }));
         }
+        // The collection starts only once every reader is reading.
+        for _ in 0..1000 {
+            if running.load(std::sync::atomic::Ordering::Relaxed) == 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(running.load(std::sync::atomic::Ordering::Relaxed), 4);
         let report = engine.compact().await.unwrap();
         assert_eq!(report.segments_rewritten, 1, "{report:?}");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for r in readers {
-            assert!(r.await.unwrap() > 0);
+            assert!(r.await.unwrap() >= 10);
         }
         for i in 0..pieces {
             let got = engine

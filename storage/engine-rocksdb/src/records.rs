@@ -321,10 +321,13 @@ pub(crate) async fn read_extent_pieces(
     extent::validate_range(offset, len_bytes, false)?;
     // Most block reads find their records cached and their bytes in the page cache: answered
     // here, they cost no thread hand-off (which was most of a 4 KiB read's CPU at depth).
-    if len_bytes <= NOWAIT_READ_BYTES_MAX
-        && let Some(done) = visible_pieces_now(inner, key, offset, len_bytes, upto)
-    {
-        return done;
+    if len_bytes <= NOWAIT_READ_BYTES_MAX {
+        // A read answered in place never waits, so it spends the task's cooperative budget as
+        // tokio's own I/O does: a caller reading in a loop still yields its worker now and then.
+        tokio::task::coop::consume_budget().await;
+        if let Some(done) = visible_pieces_now(inner, key, offset, len_bytes, upto) {
+            return done;
+        }
     }
     let (i, key) = (inner.clone(), key.clone());
     inner
