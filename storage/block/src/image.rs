@@ -263,7 +263,12 @@ impl Image {
         let w = self.writer_state()?;
         let (tag, keep) = w.next();
         let image_id = self.layer().image_id.clone();
-        let opts = ExtentWriteOpts { durable, keep };
+        let opts = ExtentWriteOpts {
+            durable,
+            keep,
+            // Set per replica by the cluster client (the replicas that will not serve reads).
+            write_around: false,
+        };
         match self
             .client
             .change_extent(&image_id, part.object_no, change, tag, &opts)

@@ -451,7 +451,7 @@ impl<S: MetaStore + Clone> BlockService<S> {
                                 },
                                 &ExtentWriteOpts {
                                     durable: true,
-                                    keep: Vec::new(),
+                                    ..ExtentWriteOpts::default()
                                 },
                             )
                             .await

@@ -155,8 +155,8 @@ fn extent_log_live_bytes(db: &DB) -> Result<HashMap<u64, u64>> {
             break;
         }
         let rec: keys::PieceRecord = keys::decode(&v)?;
-        if let keys::PieceData::Log { file, .. } = rec.data {
-            *live.entry(file).or_insert(0) += crate::extent_log::encoded_len(rec.len_bytes);
+        if let Some((file, bytes)) = crate::extent_log::stored_bytes(&rec.data, rec.len_bytes) {
+            *live.entry(file).or_insert(0) += bytes;
         }
     }
     Ok(live)
@@ -391,6 +391,19 @@ impl Inner {
     ) -> Result<crate::extent_log::LogAppend> {
         use crate::extent_log::AppendError;
         self.log.append(index, max_bytes).map_err(|e| match e {
+            AppendError::Create(e) => self.write_error(e),
+            AppendError::SyncDir(e) => self.fsync_failed("the extent log directory", &e),
+        })
+    }
+
+    /// [`Inner::log_append`] for pieces written around the page cache.
+    pub(crate) fn log_append_aligned(
+        &self,
+        index: &IndexGuard<'_>,
+        size: (u64, u64),
+    ) -> Result<crate::aligned_append::AlignedAppend> {
+        use crate::extent_log::AppendError;
+        self.log.append_aligned(index, size).map_err(|e| match e {
             AppendError::Create(e) => self.write_error(e),
             AppendError::SyncDir(e) => self.fsync_failed("the extent log directory", &e),
         })

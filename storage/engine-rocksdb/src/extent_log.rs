@@ -34,7 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cairn_engine::WriteTag;
 use cairn_engine::chunk::{CRC_BYTES, Crc32cHasher};
 
+use crate::aligned_append::{AlignedAppend, AlignedBuf, aligned_len};
 use crate::engine::{IndexGuard, sync_dir};
+use crate::keys::PieceData;
 
 /// Data bytes per checksummed chunk in the log: a block device's usual I/O size.
 pub(crate) const LOG_CHUNK_BYTES: usize = 4096;
@@ -85,6 +87,9 @@ impl PieceIdentity {
 pub(crate) struct LogFile {
     pub(crate) id: u64,
     pub(crate) file: File,
+    /// The aligned file this run appends to: a second descriptor opened with `O_DIRECT`, unless
+    /// the filesystem refuses it (then writes go through `file`, in the same layout).
+    direct: Option<File>,
     /// End of the bytes written so far (set once a write has completed).
     written: AtomicU64,
     /// End of the bytes known durable.
@@ -99,6 +104,7 @@ impl LogFile {
         LogFile {
             id,
             file,
+            direct: None,
             written: AtomicU64::new(written),
             // A file found at open may hold bytes a crashed process wrote but never synced.
             synced: AtomicU64::new(0),
@@ -137,9 +143,43 @@ struct LogState {
     files: BTreeMap<u64, Arc<LogFile>>,
     /// The file appends go to (its `written` is its tail).
     active: Option<Arc<LogFile>>,
+    /// The aligned file appends written around the page cache go to.
+    active_aligned: Option<Arc<LogFile>>,
     /// Encoded bytes of live pieces per file.
     live: HashMap<u64, u64>,
     next_id: u64,
+}
+
+impl LogState {
+    fn is_active(&self, id: u64) -> bool {
+        [&self.active, &self.active_aligned]
+            .into_iter()
+            .flatten()
+            .any(|f| f.id == id)
+    }
+}
+
+fn lock_spare<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A buffer slot: whatever a panic left in it is only reused as scratch space.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A second descriptor for `path` with `O_DIRECT`, for writes only; `None` where the filesystem
+/// does not do direct I/O (tmpfs before Linux 6.6, some FUSE filesystems).
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).ok()?;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::info!(path = %path.display(), error = %e, "no O_DIRECT here; aligned extent log writes go through the page cache");
+            None
+        }
+    }
 }
 
 /// A sealed file worth rewriting.
@@ -155,6 +195,23 @@ pub(crate) struct Victim {
 pub(crate) struct ExtentLog {
     dir: PathBuf,
     state: Mutex<LogState>,
+    /// The last group's buffers, reused by the next: a fresh multi-megabyte buffer per group
+    /// costs page faults and zeroing (a tenth of a random-write profile), and only one group at
+    /// a time appends.
+    spare: Mutex<Option<Vec<u8>>>,
+    spare_aligned: Mutex<Option<AlignedBuf>>,
+}
+
+/// Buffers larger than this are not kept for reuse.
+const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
+
+/// What a piece's data costs in its log file, counted as live: (file, bytes).
+pub(crate) fn stored_bytes(data: &PieceData, len_bytes: u64) -> Option<(u64, u64)> {
+    match *data {
+        PieceData::Log { file, .. } => Some((file, encoded_len(len_bytes))),
+        PieceData::Aligned { file, .. } => Some((file, aligned_len(len_bytes))),
+        PieceData::None | PieceData::Index => None,
+    }
 }
 
 /// One group's appends, written to the log in one call by [`ExtentLog::finish`].
@@ -168,11 +225,13 @@ pub(crate) struct LogAppend {
 }
 
 impl LogAppend {
-    fn new(file: Arc<LogFile>, base: u64, max_bytes: u64) -> LogAppend {
+    fn new(file: Arc<LogFile>, base: u64, mut buf: Vec<u8>, max_bytes: u64) -> LogAppend {
+        buf.clear();
+        buf.reserve(usize::try_from(max_bytes).unwrap_or(0));
         LogAppend {
             file,
             base,
-            buf: Vec::with_capacity(usize::try_from(max_bytes).unwrap_or(0)),
+            buf,
             added: 0,
         }
     }
@@ -200,6 +259,12 @@ impl LogAppend {
     /// Where the next piece pushed will start.
     pub(crate) fn next_location(&self) -> (u64, u64) {
         (self.file.id, self.base + self.buf.len() as u64)
+    }
+
+    /// The record data of the next piece pushed.
+    pub(crate) fn next_piece_data(&self) -> PieceData {
+        let (file, offset) = self.next_location();
+        PieceData::Log { file, offset }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -268,6 +333,8 @@ impl ExtentLog {
         Ok(ExtentLog {
             dir,
             state: Mutex::new(state),
+            spare: Mutex::new(None),
+            spare_aligned: Mutex::new(None),
         })
     }
 
@@ -291,13 +358,69 @@ impl ExtentLog {
     /// lock, which is what keeps appenders one at a time.
     pub(crate) fn append(
         &self,
-        _index: &IndexGuard<'_>,
+        index: &IndexGuard<'_>,
         max_bytes: u64,
     ) -> Result<LogAppend, AppendError> {
-        if let Some(file) = self.lock().active.clone() {
+        let (file, base) = self.tail(index, max_bytes, false)?;
+        let buf = lock_spare(&self.spare).take().unwrap_or_default();
+        Ok(LogAppend::new(file, base, buf, max_bytes))
+    }
+
+    /// Starts a group's append to the aligned file, written around the page cache, of pieces
+    /// with `max_chunks` chunks and `max_padded_bytes` data at most (see
+    /// [`AlignedAppend::size_of`]).
+    pub(crate) fn append_aligned(
+        &self,
+        index: &IndexGuard<'_>,
+        (max_chunks, max_padded_bytes): (u64, u64),
+    ) -> Result<AlignedAppend, AppendError> {
+        let max_bytes = AlignedAppend::max_len(max_chunks, max_padded_bytes);
+        let (file, base) = self.tail(index, max_bytes, true)?;
+        let buf = lock_spare(&self.spare_aligned).take();
+        Ok(AlignedAppend::new(
+            file,
+            base,
+            buf,
+            max_chunks,
+            max_padded_bytes,
+        ))
+    }
+
+    /// Gives a finished group's buffers back for the next group.
+    pub(crate) fn recycle(&self, cached: Option<LogAppend>, aligned: Option<AlignedAppend>) {
+        if let Some(a) = cached
+            && a.buf.capacity() <= SPARE_BUFFER_BYTES_MAX
+        {
+            *lock_spare(&self.spare) = Some(a.buf);
+        }
+        if let Some(a) = aligned {
+            let buf = a.into_buf();
+            if buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
+                *lock_spare(&self.spare_aligned) = Some(buf);
+            }
+        }
+    }
+
+    /// The active file of one layout and its tail, if `max_bytes` more fit in it; otherwise a
+    /// new file (which becomes the active one).
+    fn tail(
+        &self,
+        _index: &IndexGuard<'_>,
+        max_bytes: u64,
+        aligned: bool,
+    ) -> Result<(Arc<LogFile>, u64), AppendError> {
+        let active = {
+            let s = self.lock();
+            if aligned {
+                s.active_aligned.clone()
+            } else {
+                s.active.clone()
+            }
+        };
+        if let Some(file) = active {
             let tail = file.written.load(Ordering::Acquire);
             if tail == 0 || tail + max_bytes <= LOG_FILE_BYTES_MAX {
-                return Ok(LogAppend::new(file, tail, max_bytes));
+                return Ok((file, tail));
             }
         }
         // Only appenders change `active` and `next_id`, and they are one at a time (the index
@@ -307,18 +430,27 @@ impl ExtentLog {
             s.next_id += 1;
             s.next_id - 1
         };
+        let path = self.path(id);
         let file = open_noatime(
             OpenOptions::new().read(true).write(true).create_new(true),
-            &self.path(id),
+            &path,
         )
         .map_err(AppendError::Create)?;
         // The file's name must be durable before any durable write's data in it is.
         sync_dir(&self.dir).map_err(AppendError::SyncDir)?;
-        let file = Arc::new(LogFile::new(id, file, 0));
+        let mut file = LogFile::new(id, file, 0);
+        if aligned {
+            file.direct = open_direct(&path);
+        }
+        let file = Arc::new(file);
         let mut s = self.lock();
         s.files.insert(id, file.clone());
-        s.active = Some(file.clone());
-        Ok(LogAppend::new(file, 0, max_bytes))
+        if aligned {
+            s.active_aligned = Some(file.clone());
+        } else {
+            s.active = Some(file.clone());
+        }
+        Ok((file, 0))
     }
 
     /// Writes a group's appends (page cache; see [`ExtentLog::sync`]) and moves the file's
@@ -334,6 +466,33 @@ impl ExtentLog {
         append.file.file.write_all_at(&append.buf, append.base)?;
         let end = append.base + append.buf.len() as u64;
         append.file.written.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Writes a group's aligned appends around the page cache, like [`ExtentLog::finish`].
+    pub(crate) fn finish_aligned(&self, append: &AlignedAppend) -> io::Result<()> {
+        if append.is_empty() {
+            return Ok(());
+        }
+        fail::fail_point!("extent-log-write-enospc", |_| Err(
+            io::Error::from_raw_os_error(28)
+        ));
+        let bytes = append.bytes();
+        let file = &append.file;
+        match &file.direct {
+            Some(direct) => match direct.write_all_at(bytes, append.base) {
+                // A filesystem may accept O_DIRECT opens and still refuse a write's alignment:
+                // the page cache takes it then.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    tracing::warn!(file = file.id, error = %e, "O_DIRECT write refused; writing through the page cache");
+                    file.file.write_all_at(bytes, append.base)?;
+                }
+                other => other?,
+            },
+            None => file.file.write_all_at(bytes, append.base)?,
+        }
+        let end = append.base + bytes.len() as u64;
+        file.written.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 
@@ -357,12 +516,22 @@ impl ExtentLog {
     }
 
     /// Counts a written batch's effect: bytes now referenced (`append`) and pieces freed.
-    pub(crate) fn account(&self, append: Option<&LogAppend>, freed: &[(u64, u64)]) {
+    pub(crate) fn account(
+        &self,
+        append: Option<&LogAppend>,
+        aligned: Option<&AlignedAppend>,
+        freed: &[(u64, u64)],
+    ) {
         let mut s = self.lock();
         if let Some(a) = append
             && a.added > 0
         {
             *s.live.entry(a.file.id).or_insert(0) += a.added;
+        }
+        if let Some(a) = aligned
+            && a.added() > 0
+        {
+            *s.live.entry(a.file.id).or_insert(0) += a.added();
         }
         for (id, bytes) in freed {
             let live = s.live.entry(*id).or_insert(0);
@@ -378,10 +547,9 @@ impl ExtentLog {
     /// included).
     pub(crate) fn victims(&self) -> Vec<Victim> {
         let s = self.lock();
-        let active = s.active.as_ref().map(|f| f.id);
         s.files
             .iter()
-            .filter(|(id, _)| Some(**id) != active)
+            .filter(|(id, _)| !s.is_active(**id))
             .filter_map(|(id, f)| {
                 let size_bytes = f.written.load(Ordering::Acquire);
                 let live_bytes = s.live.get(id).copied().unwrap_or(0);
@@ -400,9 +568,7 @@ impl ExtentLog {
     /// lock, once the records that moved its pieces elsewhere are durable).
     pub(crate) fn remove(&self, _index: &IndexGuard<'_>, id: u64) -> io::Result<bool> {
         let mut s = self.lock();
-        if s.active.as_ref().is_some_and(|f| f.id == id)
-            || s.live.get(&id).copied().unwrap_or(0) > 0
-        {
+        if s.is_active(id) || s.live.get(&id).copied().unwrap_or(0) > 0 {
             return Ok(false);
         }
         s.files.remove(&id);
@@ -454,19 +620,25 @@ pub(crate) enum PieceReadError {
 
 impl ExtentLog {
     /// Reads and checks `[from, to)` (piece-relative, non-empty) of the piece of `piece_len` data
-    /// bytes at `offset` in `file`. The chunks' data is read straight into one buffer and their
-    /// CRCs aside (one `preadv`), so the bytes returned are a slice of what was read, not a
-    /// copy. With `nowait` the read is answered only from the page cache (`RWF_NOWAIT`).
-    #[allow(clippy::too_many_arguments)]
+    /// bytes stored at `at` (a `Log` or `Aligned` location). The chunks' data is read straight
+    /// into one buffer and their CRCs aside, so the bytes returned are a slice of what was read,
+    /// not a copy. With `nowait` the read is answered only from the page cache (`RWF_NOWAIT`).
     pub(crate) fn read_piece(
         &self,
-        (file, offset): (u64, u64),
+        at: &PieceData,
         identity: &PieceIdentity,
         piece_len: u64,
-        from: u64,
-        to: u64,
+        (from, to): (u64, u64),
         nowait: bool,
     ) -> Result<PieceRead, PieceReadError> {
+        let file = match *at {
+            PieceData::Log { file, .. } | PieceData::Aligned { file, .. } => file,
+            PieceData::None | PieceData::Index => {
+                return Err(PieceReadError::Io(io::Error::other(
+                    "the piece is not in the extent log",
+                )));
+            }
+        };
         let Some(f) = self.file(file) else {
             return Ok(PieceRead::FileGone);
         };
@@ -481,36 +653,41 @@ impl ExtentLog {
                 .map_err(|_| PieceReadError::Truncated)?
         ];
         let mut crcs = vec![[0u8; CRC_BYTES]; n_chunks];
-        let want = data.len() + n_chunks * CRC_BYTES;
         let flags = if nowait {
             rustix::io::ReadWriteFlags::NOWAIT
         } else {
             rustix::io::ReadWriteFlags::empty()
         };
-        {
-            let mut slices: Vec<io::IoSliceMut<'_>> = Vec::with_capacity(2 * n_chunks);
-            for (part, crc) in data.chunks_mut(LOG_CHUNK_BYTES).zip(crcs.iter_mut()) {
-                slices.push(io::IoSliceMut::new(part));
-                slices.push(io::IoSliceMut::new(crc));
-            }
-            let mut done = 0usize;
-            let mut at = offset + chunk_start(first);
-            // At most IOV_MAX slices per call; a regular file reads short only at its end.
-            for batch in slices.chunks_mut(IOV_SLICES_MAX) {
-                let len: usize = batch.iter().map(|b| b.len()).sum();
-                match rustix::io::preadv2(&f.file, batch, at, flags) {
-                    Ok(n) if n == len => {
-                        done += n;
-                        at += n as u64;
-                    }
-                    // Not all cached, or a filesystem without RWF_NOWAIT (EOPNOTSUPP): the
-                    // ordinary read decides.
-                    Ok(_) | Err(_) if nowait => return Ok(PieceRead::WouldBlock),
-                    Ok(_) => return Err(PieceReadError::Truncated),
-                    Err(e) => return Err(PieceReadError::Io(e.into())),
+        let complete = match *at {
+            PieceData::Log { offset, .. } => {
+                let mut slices: Vec<io::IoSliceMut<'_>> = Vec::with_capacity(2 * n_chunks);
+                for (part, crc) in data.chunks_mut(LOG_CHUNK_BYTES).zip(crcs.iter_mut()) {
+                    slices.push(io::IoSliceMut::new(part));
+                    slices.push(io::IoSliceMut::new(crc));
                 }
+                read_fully(&f.file, &mut slices, offset + chunk_start(first), flags)?
             }
-            debug_assert_eq!(done, want);
+            PieceData::Aligned {
+                offset, crcs: at, ..
+            } => {
+                let mut data_slice = [io::IoSliceMut::new(&mut data)];
+                let mut crc_slice = [io::IoSliceMut::new(crcs.as_flattened_mut())];
+                read_fully(&f.file, &mut data_slice, offset + data_start, flags)?
+                    && read_fully(
+                        &f.file,
+                        &mut crc_slice,
+                        at + first * CRC_BYTES as u64,
+                        flags,
+                    )?
+            }
+            PieceData::None | PieceData::Index => false,
+        };
+        match complete {
+            true => {}
+            // Not all cached, or a filesystem without RWF_NOWAIT (EOPNOTSUPP): the ordinary read
+            // decides.
+            false if nowait => return Ok(PieceRead::WouldBlock),
+            false => return Err(PieceReadError::Truncated),
         }
         for ((c, part), crc) in (first..).zip(data.chunks(LOG_CHUNK_BYTES)).zip(&crcs) {
             if identity.chunk_crc(c, part) != u32::from_le_bytes(*crc) {
@@ -522,6 +699,64 @@ impl ExtentLog {
         let e = usize::try_from(to - data_start).map_err(|_| PieceReadError::Truncated)?;
         Ok(PieceRead::Bytes(bytes.slice(s..e)))
     }
+
+    /// A whole piece in the interleaved layout (chunk, CRC, chunk, CRC, …), whichever layout it
+    /// is stored in — what the garbage collector checks and copies. Unchecked. `None`: the file
+    /// is gone.
+    pub(crate) fn read_encoded(
+        &self,
+        at: &PieceData,
+        len_bytes: u64,
+    ) -> Option<io::Result<Vec<u8>>> {
+        let too_long = || io::Error::other("piece too long to read");
+        match *at {
+            PieceData::Log { file, offset } => {
+                let len = usize::try_from(encoded_len(len_bytes)).ok()?;
+                self.read(file, offset, len)
+            }
+            PieceData::Aligned { file, offset, crcs } => {
+                let f = self.file(file)?;
+                let read = || -> io::Result<Vec<u8>> {
+                    let len = usize::try_from(len_bytes).map_err(|_| too_long())?;
+                    let n = len.div_ceil(LOG_CHUNK_BYTES);
+                    let mut data = vec![0u8; len];
+                    f.file.read_exact_at(&mut data, offset)?;
+                    let mut sums = vec![0u8; n * CRC_BYTES];
+                    f.file.read_exact_at(&mut sums, crcs)?;
+                    let mut out = Vec::with_capacity(len + sums.len());
+                    for (part, crc) in data.chunks(LOG_CHUNK_BYTES).zip(sums.chunks(CRC_BYTES)) {
+                        out.extend_from_slice(part);
+                        out.extend_from_slice(crc);
+                    }
+                    Ok(out)
+                };
+                Some(read())
+            }
+            PieceData::None | PieceData::Index => None,
+        }
+    }
+}
+
+/// Reads into `slices` from `at` until they are full: `Ok(false)` if the file ends first or, with
+/// `RWF_NOWAIT`, the page cache cannot answer (or the filesystem has no RWF_NOWAIT).
+fn read_fully(
+    file: &File,
+    slices: &mut [io::IoSliceMut<'_>],
+    mut at: u64,
+    flags: rustix::io::ReadWriteFlags,
+) -> Result<bool, PieceReadError> {
+    let nowait = flags.contains(rustix::io::ReadWriteFlags::NOWAIT);
+    // At most IOV_MAX slices per call; a regular file reads short only at its end.
+    for batch in slices.chunks_mut(IOV_SLICES_MAX) {
+        let len: usize = batch.iter().map(|b| b.len()).sum();
+        match rustix::io::preadv2(file, batch, at, flags) {
+            Ok(n) if n == len => at += n as u64,
+            Ok(_) => return Ok(false),
+            Err(_) if nowait => return Ok(false),
+            Err(e) => return Err(PieceReadError::Io(e.into())),
+        }
+    }
+    Ok(true)
 }
 
 /// Slices per `preadv` call (Linux's IOV_MAX is 1024).
@@ -609,8 +844,9 @@ mod tests {
         assert_eq!(log.read(7, 0, 4).unwrap().unwrap(), b"data");
     }
 
-    /// Piece reads: ranges starting and ending mid-chunk, the short last chunk, more chunks
-    /// than one `preadv` takes, a flipped byte, a file cut short.
+    /// Piece reads, in both layouts: ranges starting and ending mid-chunk, the short last chunk,
+    /// more chunks than one `preadv` takes, a flipped byte, a file cut short; and the whole piece
+    /// in the interleaved layout, as the garbage collector copies it.
     #[test]
     fn piece_reads_return_checked_slices() {
         let dir = tempfile::tempdir().unwrap();
@@ -620,56 +856,87 @@ mod tests {
         let len = 600 * LOG_CHUNK_BYTES + 123;
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         let id = PieceIdentity::new(b"obj", WriteTag { epoch: 3, seq: 4 });
+        let before = PieceIdentity::new(b"other", WriteTag { epoch: 1, seq: 1 });
         let mut a = log
-            .append(&guard, encoded_len(len as u64))
+            .append(&guard, encoded_len(len as u64) + 100)
             .map_err(|_| ())
             .unwrap();
-        a.push(
-            &PieceIdentity::new(b"other", WriteTag { epoch: 1, seq: 1 }),
-            b"first",
-        );
-        let at = a.push(&id, &data);
+        a.push(&before, b"first");
+        let interleaved = a.next_piece_data();
+        a.push(&id, &data);
         log.finish(&a).unwrap();
+        let (c1, b1) = AlignedAppend::size_of(5);
+        let (c2, b2) = AlignedAppend::size_of(len as u64);
+        let mut a = log
+            .append_aligned(&guard, (c1 + c2, b1 + b2))
+            .map_err(|_| ())
+            .unwrap();
+        a.push(&before, b"first");
+        let aligned = a.push(&id, &data);
+        log.finish_aligned(&a).unwrap();
+        assert!(matches!(aligned, PieceData::Aligned { offset, .. } if offset % 4096 == 0));
         let n = len as u64;
-        for (from, to) in [
-            (0, n),
-            (1, 2),
-            (4095, 4097),
-            (n - 1, n),
-            (8192, 12288),
-            (100, n - 50),
-        ] {
-            for nowait in [false, true] {
-                match log.read_piece(at, &id, n, from, to, nowait).unwrap() {
-                    PieceRead::Bytes(b) => {
-                        assert_eq!(&b[..], &data[from as usize..to as usize], "{from}..{to}");
+        for at in [interleaved, aligned] {
+            for (from, to) in [
+                (0, n),
+                (1, 2),
+                (4095, 4097),
+                (n - 1, n),
+                (8192, 12288),
+                (100, n - 50),
+            ] {
+                for nowait in [false, true] {
+                    match log.read_piece(&at, &id, n, (from, to), nowait).unwrap() {
+                        PieceRead::Bytes(b) => {
+                            assert_eq!(&b[..], &data[from as usize..to as usize], "{from}..{to}");
+                        }
+                        PieceRead::WouldBlock if nowait => {}
+                        other => panic!("{other:?}"),
                     }
-                    PieceRead::WouldBlock if nowait => {}
-                    other => panic!("{other:?}"),
                 }
             }
+            let encoded = log.read_encoded(&at, n).unwrap().unwrap();
+            let mut out = Vec::new();
+            verify_and_extract(&id, &encoded, 0, n, 0, n, &mut out).unwrap();
+            assert_eq!(out, data);
+            let other = PieceIdentity::new(b"obj", WriteTag { epoch: 3, seq: 5 });
+            assert!(matches!(
+                log.read_piece(&at, &other, n, (0, 10), false),
+                Err(PieceReadError::Checksum(0))
+            ));
         }
-        let other = PieceIdentity::new(b"obj", WriteTag { epoch: 3, seq: 5 });
+        for (at, chunk7, cut) in [
+            (interleaved, chunk_start(7), chunk_start(600)),
+            (aligned, 7 * 4096, 600 * 4096),
+        ] {
+            let (PieceData::Log { file, offset } | PieceData::Aligned { file, offset, .. }) = at
+            else {
+                unreachable!()
+            };
+            let f = log.file(file).unwrap();
+            f.file.write_all_at(&[0xff], offset + chunk7 + 9).unwrap();
+            assert!(matches!(
+                log.read_piece(&at, &id, n, (7 * 4096, 7 * 4096 + 10), false),
+                Err(PieceReadError::Checksum(7))
+            ));
+            assert!(log.read_piece(&at, &id, n, (0, 4096), false).is_ok());
+            f.file.set_len(offset + cut).unwrap();
+            assert!(matches!(
+                log.read_piece(&at, &id, n, (n - 1, n), false),
+                Err(PieceReadError::Truncated)
+            ));
+        }
         assert!(matches!(
-            log.read_piece(at, &other, n, 0, 10, false),
-            Err(PieceReadError::Checksum(0))
-        ));
-        let f = log.file(at.0).unwrap();
-        f.file
-            .write_all_at(&[0xff], at.1 + chunk_start(7) + 9)
-            .unwrap();
-        assert!(matches!(
-            log.read_piece(at, &id, n, 7 * 4096, 7 * 4096 + 10, false),
-            Err(PieceReadError::Checksum(7))
-        ));
-        assert!(log.read_piece(at, &id, n, 0, 4096, false).is_ok());
-        f.file.set_len(at.1 + chunk_start(600)).unwrap();
-        assert!(matches!(
-            log.read_piece(at, &id, n, n - 1, n, false),
-            Err(PieceReadError::Truncated)
-        ));
-        assert!(matches!(
-            log.read_piece((99, 0), &id, n, 0, 1, false),
+            log.read_piece(
+                &PieceData::Log {
+                    file: 99,
+                    offset: 0
+                },
+                &id,
+                n,
+                (0, 1),
+                false
+            ),
             Ok(PieceRead::FileGone)
         ));
     }

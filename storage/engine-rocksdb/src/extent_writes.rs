@@ -24,6 +24,7 @@ use cairn_engine::{Error, ExtentKey, ExtentWriteOpts, Result, validate_name};
 use rocksdb::WriteBatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::aligned_append::AlignedAppend;
 use crate::engine::Inner;
 use crate::extent_log::{self, LogAppend, PieceIdentity};
 use crate::keys::{self, PieceData, StoredPiece};
@@ -35,6 +36,26 @@ use crate::records::{cached_metas, chunk_count, chunk_key, fence_decision, piece
 
 const GROUP_WRITES_MAX: usize = EXTENT_WRITE_GROUP_MAX;
 const GROUP_BYTES_MAX: u64 = EXTENT_WRITE_GROUP_BYTES_MAX;
+
+/// Writes at least this long that ask for it go around the page cache (`O_DIRECT`). Smaller
+/// ones gain little (a 4 KiB copy is cheap next to the write's other costs) and would each cost
+/// a page of padding and a device round trip on the committer.
+pub(crate) const WRITE_AROUND_MIN_BYTES: usize = 64 * 1024;
+
+/// Whether a write's data goes to the aligned log, written around the page cache.
+fn goes_around(w: &QueuedWrite) -> bool {
+    w.opts.write_around
+        && w.piece
+            .data
+            .as_ref()
+            .is_some_and(|d| d.len() >= WRITE_AROUND_MIN_BYTES)
+}
+
+/// Where a group's data goes: the cached log, the aligned one, or (trims) neither.
+struct GroupAppends {
+    cached: Option<LogAppend>,
+    aligned: Option<AlignedAppend>,
+}
 
 type Answer = oneshot::Sender<Result<()>>;
 
@@ -237,12 +258,8 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
     let mut durable = false;
     let mut answers = Vec::with_capacity(group.len());
     let mut applied = Vec::with_capacity(group.len());
-    let data_bytes: Option<u64> = group
-        .iter()
-        .filter_map(|w| w.piece.data.as_ref())
-        .map(|d| extent_log::encoded_len(d.len() as u64))
-        .reduce(|a, b| a + b);
-    let mut append = match data_bytes.map(|n| inner.log_append(&guard, n)).transpose() {
+    let appends = open_appends(inner, &guard, &group);
+    let mut appends = match appends {
         Ok(a) => a,
         Err(e) => {
             return group
@@ -252,15 +269,7 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
         }
     };
     for w in group {
-        match stage_write(
-            inner,
-            &mut batch,
-            &mut overlay,
-            append.as_mut(),
-            &w.key,
-            &w.piece,
-            &w.opts,
-        ) {
+        match stage_write(inner, &mut batch, &mut overlay, &mut appends, &w) {
             Ok(()) => {
                 durable |= w.opts.durable;
                 applied.push(w.answer);
@@ -269,10 +278,17 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
         }
     }
     // The data first (synced, for a durable group), then the records that point at it.
-    let data_written = match &append {
+    let cached_written = match &appends.cached {
         Some(a) if !a.is_empty() => inner.log.finish(a).map_err(|e| inner.write_error(e)),
         _ => Ok(()),
     };
+    let data_written = cached_written.and_then(|()| match &appends.aligned {
+        Some(a) if !a.is_empty() => inner
+            .log
+            .finish_aligned(a)
+            .map_err(|e| inner.write_error(e)),
+        _ => Ok(()),
+    });
     let written = data_written.and_then(|()| {
         if durable {
             inner.sync_extent_log()?;
@@ -289,7 +305,11 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
     });
     match written {
         Ok(()) => {
-            inner.log.account(append.as_ref(), &overlay.freed);
+            inner.log.account(
+                appends.cached.as_ref(),
+                appends.aligned.as_ref(),
+                &overlay.freed,
+            );
             for (prefix, metas) in overlay.metas {
                 inner.pieces.written(&prefix, metas);
             }
@@ -309,8 +329,37 @@ fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<(
             answers.extend(applied.into_iter().map(|a| (a, Err(copy_error(&e)))));
         }
     }
+    inner.log.recycle(appends.cached, appends.aligned);
     drop(guard);
     answers
+}
+
+/// Opens the log appends a group's data needs, sized for all of it.
+fn open_appends(
+    inner: &Inner,
+    guard: &crate::engine::IndexGuard<'_>,
+    group: &[QueuedWrite],
+) -> Result<GroupAppends> {
+    let mut cached_bytes = None;
+    let mut aligned_size: Option<(u64, u64)> = None;
+    for w in group {
+        let Some(d) = &w.piece.data else { continue };
+        if goes_around(w) {
+            let (c, b) = AlignedAppend::size_of(d.len() as u64);
+            let (tc, tb) = aligned_size.unwrap_or((0, 0));
+            aligned_size = Some((tc + c, tb + b));
+        } else {
+            *cached_bytes.get_or_insert(0) += extent_log::encoded_len(d.len() as u64);
+        }
+    }
+    Ok(GroupAppends {
+        cached: cached_bytes
+            .map(|n| inner.log_append(guard, n))
+            .transpose()?,
+        aligned: aligned_size
+            .map(|size| inner.log_append_aligned(guard, size))
+            .transpose()?,
+    })
 }
 
 /// Adds one write to the group's batch: fence check, free the pieces it hides (unless a snapshot
@@ -321,11 +370,11 @@ fn stage_write(
     inner: &Inner,
     batch: &mut WriteBatch,
     overlay: &mut GroupOverlay,
-    append: Option<&mut LogAppend>,
-    key: &ExtentKey,
-    piece: &ExtentPiece,
-    opts: &ExtentWriteOpts,
+    appends: &mut GroupAppends,
+    w: &QueuedWrite,
 ) -> Result<()> {
+    let (key, piece, opts) = (&w.key, &w.piece, &w.opts);
+    let around = goes_around(w);
     let raise = fence_decision(
         inner,
         &key.image,
@@ -346,13 +395,11 @@ fn stage_write(
     let new = if !stored {
         None
     } else {
-        let data = match (&piece.data, &append) {
-            (None, _) => PieceData::None,
-            (Some(_), Some(a)) => {
-                let (file, offset) = a.next_location();
-                PieceData::Log { file, offset }
-            }
-            (Some(_), None) => {
+        let data = match (&piece.data, &appends.cached, &appends.aligned) {
+            (None, _, _) => PieceData::None,
+            (Some(_), _, Some(a)) if around => a.next_piece_data(),
+            (Some(_), Some(a), _) if !around => a.next_piece_data(),
+            (Some(_), _, _) => {
                 return Err(Error::Failed(
                     "extent write group without a log append".into(),
                 ));
@@ -398,8 +445,19 @@ fn stage_write(
     }
     pieces.insert(new);
     batch.put(piece_key(&prefix, new.meta.tag), record);
-    if let (Some(data), Some(append)) = (&piece.data, append) {
-        append.push(&PieceIdentity::new(&prefix, new.meta.tag), data);
+    if let Some(data) = &piece.data {
+        let identity = PieceIdentity::new(&prefix, new.meta.tag);
+        match (around, &mut appends.cached, &mut appends.aligned) {
+            (true, _, Some(a)) => {
+                let at = a.push(&identity, data);
+                debug_assert_eq!(at, new.data);
+            }
+            (false, Some(a), _) => {
+                a.push(&identity, data);
+            }
+            // Checked when the record was made, above.
+            _ => {}
+        }
     }
     overlay.metas.insert(prefix, pieces);
     Ok(())
@@ -420,8 +478,8 @@ fn free_data(
                 batch.delete(chunk_key(data_prefix, old.meta.tag, c));
             }
         }
-        PieceData::Log { file, .. } => {
-            freed.push((file, extent_log::encoded_len(old.meta.len_bytes)));
+        PieceData::Log { .. } | PieceData::Aligned { .. } => {
+            freed.extend(extent_log::stored_bytes(&old.data, old.meta.len_bytes));
         }
     }
 }

@@ -120,6 +120,9 @@ pub(crate) enum PieceData {
     Index,
     /// In extent log file `file`, starting at `offset` (see `extent_log`).
     Log { file: u64, offset: u64 },
+    /// In aligned extent log file `file` (written around the page cache): the chunks start at
+    /// `offset`, each padded to a page, and their CRCs at `crcs` (see `aligned_append`).
+    Aligned { file: u64, offset: u64, crcs: u64 },
 }
 
 /// An extent piece as stored: the tag is in the key.
@@ -200,6 +203,16 @@ mod tests {
                 file: 7,
                 offset: 1 << 40,
             },
+        };
+        let back: PieceRecord = decode(&encode(&rec).unwrap()).unwrap();
+        assert_eq!(back.data, rec.data);
+        let rec = PieceRecord {
+            data: PieceData::Aligned {
+                file: 9,
+                offset: 1 << 30,
+                crcs: 4096,
+            },
+            ..rec
         };
         let back: PieceRecord = decode(&encode(&rec).unwrap()).unwrap();
         assert_eq!(back.data, rec.data);

@@ -10,6 +10,7 @@
 //! blocking pool (`pool`), and data-file reads/writes/fsyncs go to the io_uring thread or the
 //! pool. Build against the system RocksDB with `ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu`.
 
+mod aligned_append;
 mod blobs;
 pub mod crc32c;
 mod engine;

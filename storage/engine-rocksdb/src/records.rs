@@ -205,22 +205,19 @@ fn read_log_piece_bytes(
     inner: &Inner,
     prefix: &[u8],
     piece: &PieceMeta,
-    at: (u64, u64),
-    (from, to): (u64, u64),
+    at: &PieceData,
+    range: (u64, u64),
     nowait: bool,
 ) -> Result<Option<Bytes>> {
     let identity = PieceIdentity::new(prefix, piece.tag);
     match inner
         .log
-        .read_piece(at, &identity, piece.len_bytes, from, to, nowait)
+        .read_piece(at, &identity, piece.len_bytes, range, nowait)
     {
         Ok(PieceRead::Bytes(b)) => Ok(Some(b)),
         Ok(PieceRead::FileGone | PieceRead::WouldBlock) => Ok(None),
         Err(PieceReadError::Io(e)) => Err(Error::Io(e)),
-        Err(e) => Err(Error::Corrupt(format!(
-            "extent log file {} at {}: {e}",
-            at.0, at.1
-        ))),
+        Err(e) => Err(Error::Corrupt(format!("extent log piece {at:?}: {e}"))),
     }
 }
 
@@ -282,9 +279,8 @@ fn read_pieces(
                     range.1,
                 )?)
             }
-            PieceData::Log { file, offset } => {
-                match read_log_piece_bytes(inner, &prefix, &p.meta, (file, offset), range, nowait)?
-                {
+            PieceData::Log { .. } | PieceData::Aligned { .. } => {
+                match read_log_piece_bytes(inner, &prefix, &p.meta, &p.data, range, nowait)? {
                     Some(b) => Some(b),
                     None => return Ok(None),
                 }

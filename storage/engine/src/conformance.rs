@@ -447,6 +447,7 @@ pub async fn extents_snapshots_and_pieces<E: StorageEngine>(e: &E) {
     let lazy = |keep: Vec<WriteTag>| ExtentWriteOpts {
         durable: false,
         keep,
+        write_around: false,
     };
     let big = body(3 * CHUNK_MAX_BYTES + 100, 9);
     e.change_extent(

@@ -23,6 +23,7 @@ use crate::types::{
 static DURABLE: ExtentWriteOpts = ExtentWriteOpts {
     durable: true,
     keep: Vec::new(),
+    write_around: false,
 };
 
 /// A blob being streamed in. Nothing is visible until [`BlobWriter::commit`] returns `Applied`;

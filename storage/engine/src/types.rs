@@ -147,6 +147,10 @@ pub struct ExtentWriteOpts {
     /// Snapshot tags of the image: a piece still visible at one of them is kept even when a newer
     /// piece hides it at the head (that is how snapshots preserve old data).
     pub keep: Vec<WriteTag>,
+    /// This replica is not the one reads of the range are sent to: the engine may write large
+    /// data around its page cache (`O_DIRECT`) instead of filling the cache with pages nobody
+    /// will read. A hint: reads still work, from the device.
+    pub write_around: bool,
 }
 
 /// A change to an extent object.

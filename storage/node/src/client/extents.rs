@@ -70,6 +70,26 @@ impl RangeRead<'_> {
 /// Reads of consecutive stretches this long get their bytes from consecutive primaries.
 const DIGEST_ROTATE_BYTES: u64 = 1 << 20;
 
+/// Which of `up` primaries a digest read of the stretch holding `offset` of object `object_no`
+/// gets its bytes from (the others send tags only).
+fn bytes_reader(object_no: u64, offset: u64, up: usize) -> usize {
+    let up = up.max(1) as u64;
+    // The remainder is below `up`, a usize.
+    usize::try_from((object_no ^ (offset / DIGEST_ROTATE_BYTES)) % up).unwrap_or(0)
+}
+
+/// Whether primary `index` of `of` will be asked for the bytes of `[offset, offset + len)` when
+/// every primary is up: the others may write the data around their page cache.
+fn reads_bytes_of(index: usize, of: usize, object_no: u64, offset: u64, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let first = offset / DIGEST_ROTATE_BYTES;
+    let last = (offset + len - 1) / DIGEST_ROTATE_BYTES;
+    // A write lies within one object, so this is a few stretches at most.
+    (first..=last).any(|s| bytes_reader(object_no, s * DIGEST_ROTATE_BYTES, of) == index)
+}
+
 /// A read of one range, merged from a read quorum.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtentView {
@@ -111,6 +131,10 @@ impl ClusterClient {
         let targets = self.extent_primaries(&rings, key.partition);
         let of = rings.object.primary_ids(key.partition).count();
         let needed = write_quorum(of);
+        let written = match &change {
+            ExtentChange::Write { offset, data } => Some((*offset, data.len() as u64)),
+            _ => None,
+        };
         let (wire, body) = match change {
             ExtentChange::Write { offset, data } => (WireExtentChange::Write { offset }, data),
             ExtentChange::Trim { offset, len_bytes } => {
@@ -119,15 +143,21 @@ impl ClusterClient {
             ExtentChange::DeleteObject => (WireExtentChange::DeleteObject, Bytes::new()),
         };
         let request_id = RequestId::random();
+        let n_targets = targets.len();
         let mut calls: FuturesUnordered<_> = targets
             .into_iter()
-            .map(|(device, addr)| {
+            .enumerate()
+            .map(|(i, (device, addr))| {
+                let mut opts = opts.clone();
+                if let Some((offset, len)) = written {
+                    opts.write_around = !reads_bytes_of(i, n_targets, object_no, offset, len);
+                }
                 let req = NodeRequest::ChangeExtent {
                     device: addr.device.clone(),
                     key: key.clone(),
                     change: wire,
                     tag,
-                    opts: opts.clone(),
+                    opts,
                 };
                 let body = if body.is_empty() {
                     Body::Empty
@@ -261,10 +291,7 @@ impl ClusterClient {
         if needed == 0 || up.len() < needed {
             return None;
         }
-        let first = usize::try_from(
-            (read.key.object_no ^ (read.offset / DIGEST_ROTATE_BYTES)) % up.len() as u64,
-        )
-        .ok()?;
+        let first = bytes_reader(read.key.object_no, read.offset, up.len());
         let chosen = (0..needed).map(|i| up[(first + i) % up.len()]);
         let calls = chosen.enumerate().map(|(i, (device, addr))| {
             let req = read.request(&addr.device, i > 0);
@@ -552,6 +579,31 @@ mod tests {
             offset,
             len_bytes: data.len() as u64,
             data: Some(Bytes::copy_from_slice(data)),
+        }
+    }
+
+    /// Exactly the primary a digest read takes the bytes from writes through its cache: for one
+    /// stretch one primary, for a write spanning stretches each of theirs.
+    #[test]
+    fn the_primary_that_serves_reads_keeps_the_data_cached() {
+        const M: u64 = DIGEST_ROTATE_BYTES;
+        for object_no in 0..6u64 {
+            for offset in [0, 4096, M - 4096, M, 2 * M + 100, 3 * M] {
+                let reader = bytes_reader(object_no, offset, 3);
+                for i in 0..3 {
+                    assert_eq!(reads_bytes_of(i, 3, object_no, offset, 4096), i == reader);
+                }
+            }
+            // Spanning two stretches: both readers keep it cached, the third does not.
+            let readers = [bytes_reader(object_no, 0, 3), bytes_reader(object_no, M, 3)];
+            for i in 0..3 {
+                assert_eq!(
+                    reads_bytes_of(i, 3, object_no, M - 4096, 8192),
+                    readers.contains(&i)
+                );
+            }
+            // Four stretches: every primary reads some of it.
+            assert!((0..3).all(|i| reads_bytes_of(i, 3, object_no, 0, 4 * M)));
         }
     }
 
