@@ -37,6 +37,7 @@ use cairn_engine::chunk::{CRC_BYTES, Crc32cHasher};
 use crate::aligned_append::{AlignedAppend, AlignedBuf, aligned_len};
 use crate::engine::{IndexGuard, sync_dir};
 use crate::keys::PieceData;
+use crate::read_buffers::{self, ReadBuffers};
 
 /// Data bytes per checksummed chunk in the log: a block device's usual I/O size.
 pub(crate) const LOG_CHUNK_BYTES: usize = 4096;
@@ -90,6 +91,8 @@ pub(crate) struct LogFile {
     /// The aligned file this run appends to: a second descriptor opened with `O_DIRECT`, unless
     /// the filesystem refuses it (then writes go through `file`, in the same layout).
     direct: Option<File>,
+    /// The filesystem accepted the `O_DIRECT` open but refused a write: `file` takes the rest.
+    direct_refused: std::sync::atomic::AtomicBool,
     /// End of the bytes written so far (set once a write has completed).
     written: AtomicU64,
     /// End of the bytes known durable.
@@ -105,6 +108,7 @@ impl LogFile {
             id,
             file,
             direct: None,
+            direct_refused: std::sync::atomic::AtomicBool::new(false),
             written: AtomicU64::new(written),
             // A file found at open may hold bytes a crashed process wrote but never synced.
             synced: AtomicU64::new(0),
@@ -200,6 +204,8 @@ pub(crate) struct ExtentLog {
     /// a time appends.
     spare: Mutex<Option<Vec<u8>>>,
     spare_aligned: Mutex<Option<AlignedBuf>>,
+    /// Buffers piece reads land in.
+    read_buffers: Arc<ReadBuffers>,
 }
 
 /// Buffers larger than this are not kept for reuse.
@@ -335,6 +341,7 @@ impl ExtentLog {
             state: Mutex::new(state),
             spare: Mutex::new(None),
             spare_aligned: Mutex::new(None),
+            read_buffers: Arc::default(),
         })
     }
 
@@ -479,12 +486,17 @@ impl ExtentLog {
         ));
         let bytes = append.bytes();
         let file = &append.file;
-        match &file.direct {
+        let direct = file
+            .direct
+            .as_ref()
+            .filter(|_| !file.direct_refused.load(Ordering::Relaxed));
+        match direct {
             Some(direct) => match direct.write_all_at(bytes, append.base) {
                 // A filesystem may accept O_DIRECT opens and still refuse a write's alignment:
-                // the page cache takes it then.
+                // the page cache takes it, and the rest of the file's writes.
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    tracing::warn!(file = file.id, error = %e, "O_DIRECT write refused; writing through the page cache");
+                    tracing::warn!(file = file.id, error = %e, "O_DIRECT write refused; this file is written through the page cache");
+                    file.direct_refused.store(true, Ordering::Relaxed);
                     file.file.write_all_at(bytes, append.base)?;
                 }
                 other => other?,
@@ -647,11 +659,9 @@ impl ExtentLog {
         let data_start = first * chunk;
         let data_end = ((last + 1) * chunk).min(piece_len);
         let n_chunks = usize::try_from(last - first + 1).map_err(|_| PieceReadError::Truncated)?;
-        let mut data = vec![
-            0u8;
-            usize::try_from(data_end - data_start)
-                .map_err(|_| PieceReadError::Truncated)?
-        ];
+        let len = usize::try_from(data_end - data_start).map_err(|_| PieceReadError::Truncated)?;
+        let mut buf = self.read_buffers.take(len);
+        let data = &mut buf[..len];
         let mut crcs = vec![[0u8; CRC_BYTES]; n_chunks];
         let flags = if nowait {
             rustix::io::ReadWriteFlags::NOWAIT
@@ -670,7 +680,7 @@ impl ExtentLog {
             PieceData::Aligned {
                 offset, crcs: at, ..
             } => {
-                let mut data_slice = [io::IoSliceMut::new(&mut data)];
+                let mut data_slice = [io::IoSliceMut::new(data)];
                 let mut crc_slice = [io::IoSliceMut::new(crcs.as_flattened_mut())];
                 read_fully(&f.file, &mut data_slice, offset + data_start, flags)?
                     && read_fully(
@@ -694,7 +704,8 @@ impl ExtentLog {
                 return Err(PieceReadError::Checksum(c));
             }
         }
-        let bytes = bytes::Bytes::from(data);
+        // Every byte of `data` was just read (a short read returned above).
+        let bytes = read_buffers::filled(&self.read_buffers, buf, len);
         let s = usize::try_from(from - data_start).map_err(|_| PieceReadError::Truncated)?;
         let e = usize::try_from(to - data_start).map_err(|_| PieceReadError::Truncated)?;
         Ok(PieceRead::Bytes(bytes.slice(s..e)))

@@ -24,6 +24,7 @@ mod maintenance;
 mod piece_cache;
 mod piece_list;
 mod pool;
+mod read_buffers;
 mod records;
 mod uring;
 

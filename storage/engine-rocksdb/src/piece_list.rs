@@ -21,6 +21,18 @@ fn order(p: &StoredPiece) -> (u64, WriteTag) {
     (p.meta.offset, p.meta.tag)
 }
 
+/// `block`, unshared: copied if another version holds it, with room for one more piece — a
+/// write that drops pieces from a block usually inserts its own there next, and a copy with no
+/// room would be copied again to grow.
+fn unshare(block: &mut Arc<Vec<StoredPiece>>) -> &mut Vec<StoredPiece> {
+    if Arc::get_mut(block).is_none() {
+        let mut copy = Vec::with_capacity(block.len() + 1);
+        copy.extend_from_slice(block);
+        *block = Arc::new(copy);
+    }
+    Arc::make_mut(block)
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PieceList {
     /// Non-empty blocks; the concatenation is in strictly increasing (offset, tag) order.
@@ -81,7 +93,7 @@ impl PieceList {
             let Some(hit) = block.iter().position(|p| candidate(p) && drop(p)) else {
                 continue;
             };
-            let b = Arc::make_mut(block);
+            let b = unshare(block);
             removed += 1;
             let mut kept = hit;
             for i in hit + 1..b.len() {
@@ -122,7 +134,7 @@ impl PieceList {
         if self.blocks.is_empty() {
             self.blocks.push(Arc::new(Vec::with_capacity(BLOCK_PIECES)));
         }
-        let block = Arc::make_mut(&mut self.blocks[index]);
+        let block = unshare(&mut self.blocks[index]);
         let pos = block.partition_point(|p| order(p) < key);
         debug_assert!(block.get(pos).is_none_or(|p| order(p) != key));
         block.insert(pos, piece);
@@ -142,7 +154,7 @@ impl PieceList {
             .iter()
             .enumerate()
             .find_map(|(i, b)| b.iter().position(|p| p.meta.tag == tag).map(|pos| (i, pos)))?;
-        Arc::make_mut(&mut self.blocks[index]).get_mut(pos)
+        unshare(&mut self.blocks[index]).get_mut(pos)
     }
 }
 

@@ -24,7 +24,10 @@ use crate::body::{Body, BodySender};
 use crate::error::NetError;
 use crate::limits;
 
-pub(crate) const WIRE_VERSION: u8 = 1;
+/// Bumped whenever a message's encoding changes (postcard is positional: an added field breaks
+/// decoding), so a peer of another version gets "unsupported wire version", not a garbled
+/// decode. 2: `ExtentWriteOpts::write_around`.
+pub(crate) const WIRE_VERSION: u8 = 2;
 
 pub(crate) const KIND_REQ_HEAD: u8 = 1;
 pub(crate) const KIND_RESP_HEAD: u8 = 2;

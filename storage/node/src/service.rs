@@ -331,25 +331,17 @@ impl<E: StorageEngine> NodeService<E> {
                     .read_extent_pieces(&key, offset, len_bytes, upto)
                     .await
                     .map_err(remote)?;
-                let mut wire = Vec::with_capacity(pieces.len());
-                let mut bytes = Vec::new();
-                for p in &pieces {
-                    if let Some(d) = &p.data {
-                        bytes.extend_from_slice(d);
-                    }
-                    wire.push(WirePiece {
+                let wire = pieces
+                    .iter()
+                    .map(|p| WirePiece {
                         tag: p.tag,
                         offset: p.offset,
                         len_bytes: p.len_bytes,
                         data: p.data.is_some(),
-                    });
-                }
-                self.metrics.bytes_out(bytes.len() as u64);
-                let body = if bytes.is_empty() {
-                    Body::Empty
-                } else {
-                    Body::Full(Bytes::from(bytes))
-                };
+                    })
+                    .collect();
+                let (body, len) = piece_bytes(&pieces);
+                self.metrics.bytes_out(len);
                 Ok((NodeResponse::Pieces(wire), body))
             }
             NodeRequest::ExtentMetas { keys, .. } => {
@@ -625,4 +617,27 @@ fn check_trailer(
         )));
     }
     Ok((extra, digest))
+}
+
+/// The bytes of a read's pieces, as one body: a single piece's bytes as they are (no copy — the
+/// common case, a read inside one write), several copied together. Returns the body and its
+/// length.
+fn piece_bytes(pieces: &[cairn_engine::extent::ExtentPiece]) -> (Body, u64) {
+    let mut data = pieces.iter().filter_map(|p| p.data.as_ref());
+    let (Some(first), second) = (data.next(), data.next()) else {
+        return (Body::Empty, 0);
+    };
+    let Some(second) = second else {
+        return (Body::Full(first.clone()), first.len() as u64);
+    };
+    let total: usize = pieces
+        .iter()
+        .filter_map(|p| p.data.as_ref())
+        .map(|d| d.len())
+        .sum();
+    let mut bytes = bytes::BytesMut::with_capacity(total);
+    for d in [first, second].into_iter().chain(data) {
+        bytes.extend_from_slice(d);
+    }
+    (Body::Full(bytes.freeze()), total as u64)
 }

@@ -79,7 +79,9 @@ fn bytes_reader(object_no: u64, offset: u64, up: usize) -> usize {
 }
 
 /// Whether primary `index` of `of` will be asked for the bytes of `[offset, offset + len)` when
-/// every primary is up: the others may write the data around their page cache.
+/// every primary is up and reads stay within a stretch: the others may write the data around
+/// their page cache. (A read crossing a stretch boundary gets all its bytes from its first
+/// stretch's reader, which may then read the rest from its device: slower, never wrong.)
 fn reads_bytes_of(index: usize, of: usize, object_no: u64, offset: u64, len: u64) -> bool {
     if len == 0 {
         return true;
