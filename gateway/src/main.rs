@@ -1,5 +1,5 @@
-//! `cairn`: the one binary. Today it runs storage nodes (`cairn node --config node.toml`); the
-//! all-in-one `cairn up`, the S3/Swift gateway and the admin commands join it with their issues.
+//! `cairn`: the one binary — the all-in-one cluster (`cairn up`), storage nodes (`cairn node`),
+//! the S3/Swift gateway, the NBD server (`cairn nbd serve`), and the admin and image commands.
 
 use std::path::PathBuf;
 
@@ -7,13 +7,6 @@ use anyhow::Context;
 use cairn_node::config::NodeConfig;
 use clap::{Parser, Subcommand};
 use tracing::info;
-
-/// mimalloc instead of glibc's malloc: the block and object paths allocate and free many short
-/// buffers per request on several threads, and glibc's arenas spent ~12% of a 4 KiB random-write
-/// profile in malloc/free/consolidation (and fresh pages for large buffers it hands back to the
-/// kernel).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Cairn: a storage-centric cloud")]
