@@ -244,29 +244,24 @@ struct GroupOverlay {
 /// Applies one group under the index lock; answers what each write gets (sent by the caller
 /// once it has let go of the device).
 fn commit_group(inner: &Inner, group: Vec<QueuedWrite>) -> Vec<(Answer, Result<()>)> {
+    let fail_all = |group: Vec<QueuedWrite>, e: Error| {
+        group
+            .into_iter()
+            .map(|w| (w.answer, Err(copy_error(&e))))
+            .collect()
+    };
     let guard = match inner.check().and_then(|()| inner.lock_index()) {
         Ok(g) => g,
-        Err(e) => {
-            return group
-                .into_iter()
-                .map(|w| (w.answer, Err(copy_error(&e))))
-                .collect();
-        }
+        Err(e) => return fail_all(group, e),
     };
     let mut batch = WriteBatch::default();
     let mut overlay = GroupOverlay::default();
     let mut durable = false;
     let mut answers = Vec::with_capacity(group.len());
     let mut applied = Vec::with_capacity(group.len());
-    let appends = open_appends(inner, &guard, &group);
-    let mut appends = match appends {
+    let mut appends = match open_appends(inner, &guard, &group) {
         Ok(a) => a,
-        Err(e) => {
-            return group
-                .into_iter()
-                .map(|w| (w.answer, Err(copy_error(&e))))
-                .collect();
-        }
+        Err(e) => return fail_all(group, e),
     };
     for w in group {
         match stage_write(inner, &mut batch, &mut overlay, &mut appends, &w) {
