@@ -91,9 +91,17 @@ impl AlignedBuf {
         self.vec.extend_from_slice(data);
     }
 
+    /// Appends `n` zero bytes.
+    fn extend_zeros(&mut self, n: usize) {
+        if self.vec.len() + n > self.vec.capacity() {
+            self.extend(&vec![0u8; n]);
+        } else {
+            self.vec.resize(self.vec.len() + n, 0);
+        }
+    }
+
     fn pad_to_alignment(&mut self) {
-        let pad = self.len().next_multiple_of(DIRECT_ALIGN) - self.len();
-        self.extend(&[0u8; DIRECT_ALIGN][..pad]);
+        self.extend_zeros(self.len().next_multiple_of(DIRECT_ALIGN) - self.len());
     }
 
     fn is_aligned(&self) -> bool {
@@ -154,7 +162,7 @@ impl AlignedAppend {
             .unwrap_or(0)
             .saturating_mul(CRC_BYTES)
             .next_multiple_of(DIRECT_ALIGN);
-        buf.extend(&vec![0u8; crc_block]);
+        buf.extend_zeros(crc_block);
         AlignedAppend {
             file,
             base,

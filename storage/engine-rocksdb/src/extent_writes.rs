@@ -40,7 +40,7 @@ const GROUP_BYTES_MAX: u64 = EXTENT_WRITE_GROUP_BYTES_MAX;
 /// Writes at least this long that ask for it go around the page cache (`O_DIRECT`). Smaller
 /// ones gain little (a 4 KiB copy is cheap next to the write's other costs) and would each cost
 /// a page of padding and a device round trip on the committer.
-pub(crate) const WRITE_AROUND_MIN_BYTES: usize = 64 * 1024;
+const WRITE_AROUND_MIN_BYTES: usize = 64 * 1024;
 
 /// Whether a write's data goes to the aligned log, written around the page cache.
 fn goes_around(w: &QueuedWrite) -> bool {
