@@ -39,7 +39,7 @@ pub(crate) struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    fn with_capacity(bytes: usize) -> AlignedBuf {
+    pub(crate) fn with_capacity(bytes: usize) -> AlignedBuf {
         let vec = Vec::with_capacity(bytes + DIRECT_ALIGN);
         let mut buf = AlignedBuf { vec, start: 0 };
         buf.clear();
@@ -67,11 +67,11 @@ impl AlignedBuf {
         self.vec.capacity()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.vec.len() - self.start
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         &self.vec[self.start..]
     }
 
@@ -81,7 +81,7 @@ impl AlignedBuf {
 
     /// Appends `data`. Past the reserved room the contents move to a new, aligned allocation
     /// (the sizing in [`AlignedAppend::max_len`] makes that a bug, but not a wrong write).
-    fn extend(&mut self, data: &[u8]) {
+    pub(crate) fn extend(&mut self, data: &[u8]) {
         if self.vec.len() + data.len() > self.vec.capacity() {
             debug_assert!(false, "aligned buffer outgrew its reservation");
             let mut grown = AlignedBuf::with_capacity((self.len() + data.len()) * 2);
@@ -100,11 +100,29 @@ impl AlignedBuf {
         }
     }
 
-    fn pad_to_alignment(&mut self) {
+    pub(crate) fn pad_to_alignment(&mut self) {
         self.extend_zeros(self.len().next_multiple_of(DIRECT_ALIGN) - self.len());
     }
 
-    fn is_aligned(&self) -> bool {
+    /// Makes room for `additional` more bytes without moving while they are added (moving the
+    /// contents to a new aligned allocation now if needed).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if self.vec.len() + additional > self.vec.capacity() {
+            let mut grown = AlignedBuf::with_capacity(self.len() + additional);
+            grown.vec.extend_from_slice(self.as_slice());
+            *self = grown;
+        }
+    }
+
+    /// Drops the first `n` bytes, moving the rest to the front.
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len());
+        let from = self.start + n;
+        self.vec.copy_within(from.., self.start);
+        self.vec.truncate(self.vec.len() - n);
+    }
+
+    pub(crate) fn is_aligned(&self) -> bool {
         self.as_slice().as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
             && self.len().is_multiple_of(DIRECT_ALIGN)
     }

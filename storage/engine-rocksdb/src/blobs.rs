@@ -22,6 +22,7 @@ use cairn_engine::{
 };
 use rocksdb::WriteBatch;
 
+use crate::direct_append::DirectAppend;
 use crate::engine::{Inner, OpenSegment, SegmentPin, blob_dir, seg_dir, sync_dir};
 use crate::io::IoBackend;
 use crate::keys::{self, BlobRecord, Location};
@@ -37,6 +38,8 @@ struct LargeBody {
     id: u64,
     file: Arc<File>,
     written_bytes: u64,
+    /// Set when this copy is written around the page cache.
+    direct: Option<DirectAppend>,
 }
 
 /// A blob being streamed into the RocksDB engine.
@@ -51,6 +54,8 @@ pub struct RocksWriter {
     /// Bytes not yet written out (small blobs: the whole body; large: a partial chunk tail).
     pending: Vec<u8>,
     large: Option<LargeBody>,
+    /// A large body goes around the page cache (see `direct_append`).
+    write_around: bool,
     finished: bool,
 }
 
@@ -83,6 +88,7 @@ impl RocksWriter {
             size_bytes: 0,
             pending: Vec::new(),
             large: None,
+            write_around: options.write_around,
             finished: false,
         };
         if expected_size_bytes.is_some_and(|n| n > SMALL_BLOB_MAX_BYTES) {
@@ -95,20 +101,26 @@ impl RocksWriter {
         let inner = self.inner.clone();
         let id = inner.new_file_id();
         let path = inner.tmp_path(id);
-        let file = inner
+        let around = self.write_around && !inner.blob_direct_refused.load(Ordering::Relaxed);
+        let (file, direct) = inner
             .pool
             .run(move || {
-                OpenOptions::new()
+                let file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .open(path)
-                    .map_err(Error::Io)
+                    .open(&path)
+                    .map_err(Error::Io)?;
+                Ok((file, around.then(|| DirectAppend::open(&path)).flatten()))
             })
             .await?;
+        if around && direct.is_none() {
+            inner.blob_direct_refused.store(true, Ordering::Relaxed);
+        }
         self.large = Some(LargeBody {
             id,
             file: Arc::new(file),
             written_bytes: 0,
+            direct,
         });
         Ok(())
     }
@@ -123,7 +135,39 @@ impl RocksWriter {
         } else {
             self.pending.len() / CHUNK_MAX_BYTES * CHUNK_MAX_BYTES
         };
-        if full == 0 {
+        if full == 0 && !(last && large.direct.is_some()) {
+            return Ok(());
+        }
+        let n = chunk::encoded_len_bytes(full as u64);
+        if let Some(mut direct) = large.direct.take() {
+            let staging = direct.staging(usize::try_from(n).unwrap_or(usize::MAX));
+            for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
+                staging.extend(piece);
+                staging.extend(&chunk::crc32c(piece).to_le_bytes());
+            }
+            self.pending.drain(..full);
+            let file = large.file.clone();
+            let inner = self.inner.clone();
+            let direct = self
+                .inner
+                .pool
+                .run(move || {
+                    fail::fail_point!("data-write-enospc", |_| Err(
+                        inner.write_error(io::Error::from_raw_os_error(28))
+                    ));
+                    direct
+                        .write_out(&file, last)
+                        .map_err(|e| inner.write_error(e))?;
+                    Ok(direct)
+                })
+                .await?;
+            if direct.was_refused() {
+                self.inner
+                    .blob_direct_refused
+                    .store(true, Ordering::Relaxed);
+            }
+            large.direct = Some(direct);
+            large.written_bytes += n;
             return Ok(());
         }
         let mut encoded = Vec::with_capacity(full + full.div_ceil(CHUNK_MAX_BYTES) * CRC_BYTES);
@@ -131,7 +175,7 @@ impl RocksWriter {
             chunk::encode_chunk(piece, &mut encoded);
         }
         self.pending.drain(..full);
-        let n = encoded.len() as u64;
+        debug_assert_eq!(encoded.len() as u64, n);
         self.inner
             .write_data(
                 large.file.clone(),

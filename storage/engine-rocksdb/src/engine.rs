@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     pinned_segments: Mutex<HashMap<u64, usize>>,
     /// Differs between openings of the device (see `StorageEngine::sync_extents`).
     pub(crate) incarnation: u64,
+    /// This filesystem refused `O_DIRECT` for a blob file: blobs are no longer written around
+    /// the page cache (see `direct_append`).
+    pub(crate) blob_direct_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps a segment from being compacted away until the index write that references it is done.
@@ -220,6 +223,7 @@ impl Inner {
             live_blob_bytes: AtomicU64::new(0),
             pinned_segments: Mutex::new(HashMap::new()),
             incarnation: new_incarnation(),
+            blob_direct_refused: std::sync::atomic::AtomicBool::new(false),
         };
         inner.recover()?;
         Ok(inner)

@@ -170,7 +170,7 @@ fn lock_spare<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A second descriptor for `path` with `O_DIRECT`, for writes only; `None` where the filesystem
 /// does not do direct I/O (tmpfs before Linux 6.6, some FUSE filesystems).
-fn open_direct(path: &Path) -> Option<File> {
+pub(crate) fn open_direct(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).ok()?;
     match OpenOptions::new()
@@ -180,7 +180,7 @@ fn open_direct(path: &Path) -> Option<File> {
     {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::info!(path = %path.display(), error = %e, "no O_DIRECT here; aligned extent log writes go through the page cache");
+            tracing::info!(path = %path.display(), error = %e, "no O_DIRECT here; writes around the page cache go through it");
             None
         }
     }

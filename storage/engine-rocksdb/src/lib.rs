@@ -13,6 +13,7 @@
 mod aligned_append;
 mod blobs;
 pub mod crc32c;
+mod direct_append;
 mod engine;
 mod extent_log;
 mod extent_writes;
@@ -86,6 +87,15 @@ impl RocksEngine {
     /// Whether data-file I/O goes through io_uring.
     pub fn uses_io_uring(&self) -> bool {
         self.inner.io.is_uring()
+    }
+
+    /// Whether blob copies written with `write_around` still bypass the page cache (`false`
+    /// once this filesystem refused `O_DIRECT` for one).
+    pub fn writes_blobs_around_page_cache(&self) -> bool {
+        !self
+            .inner
+            .blob_direct_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

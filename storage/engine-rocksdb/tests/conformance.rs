@@ -37,3 +37,14 @@ mod plain {
 
     cairn_engine::conformance_tests!(engine);
 }
+
+/// The conformance case for copies written around the page cache takes the `O_DIRECT` path here
+/// (the test directory's filesystem does direct I/O) instead of silently falling back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_written_around_go_around_the_page_cache() {
+    for io in [IoChoice::Uring, IoChoice::Plain] {
+        let (e, _dir) = open(io).await;
+        cairn_engine::conformance::blob_written_around(&e).await;
+        assert!(e.writes_blobs_around_page_cache());
+    }
+}

@@ -25,6 +25,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $factory;
             blob_round_trip, blob_streaming_large, blob_ranges, blob_lww_and_tombstones,
             blob_abort_and_drop_leave_nothing, blob_size_mismatch_is_refused, blob_supplied_etag, blob_purge_and_quarantine, blob_promote,
+            blob_written_around,
             tombstone_reclaim, compaction_keeps_live_data, digests_and_entries, extents_basic,
             extents_fencing, extents_concurrent_writes, extents_trim_and_delete, extents_snapshots_and_pieces,
             listings_merge_and_stats, listings_query,
@@ -140,6 +141,54 @@ pub async fn blob_streaming_large<E: StorageEngine>(e: &E) {
     assert_eq!(get(e, &key, None).await.unwrap(), &data[..300_000]);
 }
 
+/// A copy written around the page cache (`write_around`) reads back exactly, whatever its size
+/// and however the body was cut into writes, and its ranges and overwrites behave as usual.
+pub async fn blob_written_around<E: StorageEngine>(e: &E) {
+    let around = |n: Option<u64>| BlobWriteOptions {
+        expected_size_bytes: n,
+        etag: crate::etag::EtagSource::Computed,
+        write_around: true,
+    };
+    let chunk = CHUNK_MAX_BYTES;
+    let sizes = [
+        SMALL_BLOB_MAX_BYTES as usize + 1,
+        3 * chunk,
+        1024 * 1024 + 12_345,
+        5 * 1024 * 1024 + 1,
+    ];
+    for (i, len) in sizes.into_iter().enumerate() {
+        let data = body(len, i as u8);
+        for (j, (piece, announced)) in [(7_777, true), (3 * 1024 * 1024, true), (100_000, false)]
+            .into_iter()
+            .enumerate()
+        {
+            let key = BlobKey::new(3, format!("/a/c/around-{i}-{j}"));
+            let size = announced.then_some(len as u64);
+            let mut w = e.begin_blob_with(key.clone(), around(size)).await.unwrap();
+            for part in data.chunks(piece) {
+                w.write(Bytes::copy_from_slice(part)).await.unwrap();
+            }
+            assert_eq!(w.commit(commit(4)).await.unwrap(), WriteOutcome::Applied);
+            assert!(
+                get(e, &key, None).await.unwrap() == data,
+                "{len} bytes in {piece}-byte writes"
+            );
+            let meta = e.blob_meta(&key).await.unwrap().unwrap();
+            assert_eq!(meta.size_bytes, len as u64);
+            let (s, en) = (len as u64 / 3, len as u64 - 1);
+            let got = get(e, &key, Some(ByteRange { start: s, end: en }))
+                .await
+                .unwrap();
+            assert!(got == data[s as usize..en as usize], "range of {len} bytes");
+        }
+    }
+    // A cached overwrite replaces a copy written around.
+    let key = BlobKey::new(3, "/a/c/around-0-0");
+    put(e, &key, &body(400_000, 9), 5).await;
+    assert_eq!(get(e, &key, None).await.unwrap(), body(400_000, 9));
+    assert_eq!(e.health(), Health::Ok);
+}
+
 pub async fn blob_ranges<E: StorageEngine>(e: &E) {
     for (name, len) in [("/a/c/s", 100_000usize), ("/a/c/l", 400_000)] {
         let key = BlobKey::new(2, name);
@@ -233,6 +282,7 @@ pub async fn blob_supplied_etag<E: StorageEngine>(e: &E) {
     let supplied = |n| BlobWriteOptions {
         expected_size_bytes: Some(n),
         etag: EtagSource::Supplied,
+        write_around: false,
     };
     let claimed = "0123456789abcdef0123456789abcdef".to_string();
     for (name, len) in [

@@ -70,6 +70,7 @@ pub trait StorageEngine: Send + Sync + 'static {
             BlobWriteOptions {
                 expected_size_bytes,
                 etag: crate::etag::EtagSource::Computed,
+                write_around: false,
             },
         )
     }

@@ -57,6 +57,9 @@ pub struct BlobWriteOptions {
     /// (segment vs own file).
     pub expected_size_bytes: Option<u64>,
     pub etag: crate::etag::EtagSource,
+    /// This copy will not serve reads soon (another replica does): a large body may bypass the
+    /// page cache. A hint: the stored bytes and the durability are the same either way.
+    pub write_around: bool,
 }
 
 /// The result of a last-writer-wins write.

@@ -26,8 +26,8 @@ use crate::limits;
 
 /// Bumped whenever a message's encoding changes (postcard is positional: an added field breaks
 /// decoding), so a peer of another version gets "unsupported wire version", not a garbled
-/// decode. 2: `ExtentWriteOpts::write_around`.
-pub(crate) const WIRE_VERSION: u8 = 2;
+/// decode. 2: `ExtentWriteOpts::write_around`. 3: `PutBlob::write_around`.
+pub(crate) const WIRE_VERSION: u8 = 3;
 
 pub(crate) const KIND_REQ_HEAD: u8 = 1;
 pub(crate) const KIND_RESP_HEAD: u8 = 2;

@@ -232,6 +232,9 @@ impl ClusterClient {
         let (primaries, targets, spare) = self.targets(&rings, RingKind::Object, partition);
         let listings = self.listing_targets(&rings, &put.account, &put.container);
         let timestamp = self.now();
+        // Reads go to the first target that holds the version (see `head_quorum`): the other
+        // copies need not fill the page cache.
+        let reader = targets.first().copied();
         let (quorum, send) = WriteQuorum::start_with(&primaries, &targets, spare);
         // A body in hand can be re-sent to a handoff; a stream is teed to the first targets only.
         // Either way it ends with the metadata trailer carrying the body's digest.
@@ -261,6 +264,7 @@ impl ClusterClient {
                 user_meta: put.user_meta.clone(),
                 listing: listings.get(replica % listings.len().max(1)).cloned(),
                 meta_trailer: true,
+                write_around: Some(device) != reader,
             };
             Some((addr, req))
         };
@@ -477,6 +481,8 @@ impl ClusterClient {
                     // same version without having answered yet (the fetch checks the version,
                     // so trying one that does not costs only a call).
                     let mut devices = holders.remove(&v.timestamp).unwrap_or_default();
+                    // The first target is the copy writes keep cached (see `put_object`).
+                    devices.sort_by_key(|d| Some(*d) != targets.first().copied());
                     devices.extend(
                         asked
                             .iter()

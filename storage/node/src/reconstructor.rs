@@ -669,6 +669,7 @@ impl<E: StorageEngine> Reconstructor<E> {
                     user_meta,
                     listing: None,
                     meta_trailer: false,
+                    write_around: false,
                 };
                 let r = self
                     .peers

@@ -506,6 +506,7 @@ pub(crate) async fn push_blob<R: BlobReader>(
         user_meta: meta.user_meta.clone(),
         listing: None,
         meta_trailer: false,
+        write_around: false,
     };
     let call = peers.call(
         to,

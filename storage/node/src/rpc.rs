@@ -56,6 +56,8 @@ pub enum NodeRequest {
         /// hashing the body, after checking the writer's CRC32C against the bytes it received.
         /// Without a trailer the node's engine computes the MD5.
         meta_trailer: bool,
+        /// This copy will not serve the object's reads (see `BlobWriteOptions::write_around`).
+        write_around: bool,
     },
     /// Make a staged blob current: move the version under `from` (exactly `timestamp`) to
     /// `to` by last-writer-wins, then update `listing` as a `PutBlob` would. Answered with

@@ -100,6 +100,7 @@ impl<E: StorageEngine> NodeService<E> {
                 user_meta,
                 listing,
                 meta_trailer,
+                write_around,
             } => {
                 let commit = BlobCommit {
                     timestamp,
@@ -108,7 +109,14 @@ impl<E: StorageEngine> NodeService<E> {
                     etag: None,
                 };
                 let (outcome, overrides, supplied_etag) = self
-                    .put_blob(&engine, key.clone(), size_bytes, commit, meta_trailer, body)
+                    .put_blob(
+                        &engine,
+                        key.clone(),
+                        size_bytes,
+                        commit,
+                        (meta_trailer, write_around),
+                        body,
+                    )
                     .await?;
                 let applied = outcome == WriteOutcome::Applied;
                 if applied && let Some(target) = listing {
@@ -382,7 +390,7 @@ impl<E: StorageEngine> NodeService<E> {
         key: BlobKey,
         size_bytes: u64,
         mut commit: BlobCommit,
-        meta_trailer: bool,
+        (meta_trailer, write_around): (bool, bool),
         body: Body,
     ) -> Result<(WriteOutcome, ListingOverride, Option<String>), RemoteError> {
         // A trailer carries the writer's digest (see `body_digest`): the engine need not hash.
@@ -393,6 +401,7 @@ impl<E: StorageEngine> NodeService<E> {
             } else {
                 EtagSource::Computed
             },
+            write_around,
         };
         let mut writer = engine.begin_blob_with(key, options).await.map_err(remote)?;
         let mut crc32c = Crc32cHasher::new();

@@ -541,6 +541,7 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
             user_meta: BTreeMap::new(),
             listing: None,
             meta_trailer: true,
+            write_around: false,
         };
         let r = client
             .peers()
@@ -573,6 +574,7 @@ async fn a_malformed_metadata_trailer_is_refused_and_stores_nothing() {
         user_meta: BTreeMap::new(),
         listing: None,
         meta_trailer: true,
+        write_around: false,
     };
     let r = client
         .peers()

@@ -282,6 +282,7 @@ impl ClusterClient {
                 user_meta,
                 listing: None,
                 meta_trailer: true,
+                write_around: false,
             };
             let primary = placement.primaries.get(slot) == Some(&device);
             let call = self.call_owned(
