@@ -21,7 +21,9 @@ use futures::stream::FuturesUnordered;
 use tracing::{debug, warn};
 
 use crate::body_digest::{BodyDigest, BodyDigestCell, BodyDigester};
-use crate::core::{ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets};
+use crate::core::{
+    ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets, fetch_order,
+};
 use crate::limits::{
     BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, EMPTINESS_PAGES_MAX,
     LIST_PAGE_ITEMS_MAX, SMALL_CALL_TIMEOUT_MS,
@@ -422,6 +424,7 @@ impl ClusterClient {
         let mut asked: Vec<DeviceId> = Vec::new();
         let mut calls = FuturesUnordered::new();
         let mut holders: BTreeMap<Timestamp, Vec<DeviceId>> = BTreeMap::new();
+        let mut answered: Vec<DeviceId> = Vec::new();
         let mut last_error = String::from("no replica answered");
         let mut outcome = None;
         loop {
@@ -453,6 +456,7 @@ impl ClusterClient {
             };
             match result {
                 Ok((NodeResponse::Meta(meta), _)) => {
+                    answered.push(device);
                     let held = meta.map(|m| {
                         holders.entry(m.timestamp).or_default().push(device);
                         (
@@ -477,20 +481,9 @@ impl ClusterClient {
         match outcome {
             Some(ReadOutcome::Answered { newest, .. }) => {
                 let found = newest.filter(|(_, v, _)| !v.tombstone).map(|(_, v, meta)| {
-                    // Known holders first; then every other device asked, which may hold the
-                    // same version without having answered yet (the fetch checks the version,
-                    // so trying one that does not costs only a call).
-                    let mut devices = holders.remove(&v.timestamp).unwrap_or_default();
-                    // The first target is the copy writes keep cached (see `put_object`).
-                    devices.sort_by_key(|d| Some(*d) != targets.first().copied());
-                    devices.extend(
-                        asked
-                            .iter()
-                            .copied()
-                            .filter(|d| !devices.contains(d))
-                            .collect::<Vec<_>>(),
-                    );
-                    (meta, devices)
+                    let held = holders.remove(&v.timestamp).unwrap_or_default();
+                    let order = fetch_order(&held, &asked, &answered, targets.first().copied());
+                    (meta, order)
                 });
                 Ok((partition, name, found))
             }

@@ -11,8 +11,8 @@ mod version;
 
 pub use erasure::{ArchiveAnswer, EcReadDecision, acting_slot, decide_read};
 pub use quorum::{
-    ReadOutcome, ReadQuorum, TargetRole, WriteOutcome, WriteQuorum, choose_targets, majority,
-    read_quorum,
+    ReadOutcome, ReadQuorum, TargetRole, WriteOutcome, WriteQuorum, choose_targets, fetch_order,
+    majority, read_quorum,
 };
 pub use replication::{JobCommand, JobInput, JobReport, ReplicaRole, ReplicationJob};
 pub use version::{EntryVersion, Version};

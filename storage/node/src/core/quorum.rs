@@ -59,6 +59,30 @@ pub fn choose_targets(
     (targets, spare.into_iter().collect())
 }
 
+/// The order in which to fetch an object's bytes from the devices a read quorum asked:
+/// `holders` (answered with the newest version) first, then every other device asked that did
+/// not answer (it may hold the version; a fetch checks). `cached` (the first write target, whose
+/// copy writes keep in the page cache) goes first if it can hold the version: a holder, or not
+/// answered yet. Devices that answered without the version are left out.
+pub fn fetch_order(
+    holders: &[DeviceId],
+    asked: &[DeviceId],
+    answered: &[DeviceId],
+    cached: Option<DeviceId>,
+) -> Vec<DeviceId> {
+    let mut order: Vec<DeviceId> = holders.to_vec();
+    order.extend(
+        asked
+            .iter()
+            .copied()
+            .filter(|d| !holders.contains(d) && !answered.contains(d)),
+    );
+    if let Some(at) = order.iter().position(|d| Some(*d) == cached) {
+        order[..=at].rotate_right(1);
+    }
+    order
+}
+
 /// Why a device was asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetRole {
@@ -359,6 +383,25 @@ mod tests {
             },
             tombstone: false,
         }
+    }
+
+    #[test]
+    fn fetches_start_at_the_cached_copy_when_it_can_hold_the_version() {
+        // 1 and 3 answered with the newest version, 2 has not answered.
+        assert_eq!(
+            fetch_order(&[3, 1], &[1, 2, 3], &[3, 1], Some(1)),
+            [1, 3, 2]
+        );
+        assert_eq!(
+            fetch_order(&[3, 1], &[1, 2, 3], &[3, 1], Some(2)),
+            [2, 3, 1]
+        );
+        // 2 answered with an older version (or none): never asked for the bytes.
+        assert_eq!(
+            fetch_order(&[3, 1], &[1, 2, 3], &[3, 1, 2], Some(2)),
+            [3, 1]
+        );
+        assert_eq!(fetch_order(&[3], &[1, 2, 3], &[3, 2], None), [3, 1]);
     }
 
     #[test]
