@@ -139,35 +139,12 @@ impl RocksWriter {
             return Ok(());
         }
         let n = chunk::encoded_len_bytes(full as u64);
-        if let Some(mut direct) = large.direct.take() {
-            let staging = direct.staging(usize::try_from(n).unwrap_or(usize::MAX));
-            for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
-                staging.extend(piece);
-                staging.extend(&chunk::crc32c(piece).to_le_bytes());
+        if let Some(direct) = large.direct.take() {
+            let direct = self.flush_around(direct, full, last).await?;
+            if let Some(large) = &mut self.large {
+                large.direct = Some(direct);
+                large.written_bytes += n;
             }
-            self.pending.drain(..full);
-            let file = large.file.clone();
-            let inner = self.inner.clone();
-            let direct = self
-                .inner
-                .pool
-                .run(move || {
-                    fail::fail_point!("data-write-enospc", |_| Err(
-                        inner.write_error(io::Error::from_raw_os_error(28))
-                    ));
-                    direct
-                        .write_out(&file, last)
-                        .map_err(|e| inner.write_error(e))?;
-                    Ok(direct)
-                })
-                .await?;
-            if direct.was_refused() {
-                self.inner
-                    .blob_direct_refused
-                    .store(true, Ordering::Relaxed);
-            }
-            large.direct = Some(direct);
-            large.written_bytes += n;
             return Ok(());
         }
         let mut encoded = Vec::with_capacity(full + full.div_ceil(CHUNK_MAX_BYTES) * CRC_BYTES);
@@ -185,6 +162,47 @@ impl RocksWriter {
             .await?;
         large.written_bytes += n;
         Ok(())
+    }
+
+    /// [`RocksWriter::flush`] for a copy written around the page cache: encodes the first
+    /// `full` bytes of `pending` into the staging buffer and writes its whole pages.
+    async fn flush_around(
+        &mut self,
+        mut direct: DirectAppend,
+        full: usize,
+        last: bool,
+    ) -> Result<DirectAppend> {
+        let Some(large) = &self.large else {
+            return Err(Error::Invalid("no large body".into()));
+        };
+        let n = chunk::encoded_len_bytes(full as u64);
+        let staging = direct.staging(usize::try_from(n).unwrap_or(usize::MAX));
+        for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
+            staging.extend(piece);
+            staging.extend(&chunk::crc32c(piece).to_le_bytes());
+        }
+        self.pending.drain(..full);
+        let file = large.file.clone();
+        let inner = self.inner.clone();
+        let direct = self
+            .inner
+            .pool
+            .run(move || {
+                fail::fail_point!("data-write-enospc", |_| Err(
+                    inner.write_error(io::Error::from_raw_os_error(28))
+                ));
+                direct
+                    .write_out(&file, last)
+                    .map_err(|e| inner.write_error(e))?;
+                Ok(direct)
+            })
+            .await?;
+        if direct.was_refused() {
+            self.inner
+                .blob_direct_refused
+                .store(true, Ordering::Relaxed);
+        }
+        Ok(direct)
     }
 
     fn cleanup(&mut self) {
