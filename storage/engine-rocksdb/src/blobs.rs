@@ -26,7 +26,7 @@ use crate::direct_append::DirectAppend;
 use crate::engine::{Inner, OpenSegment, SegmentPin, blob_dir, seg_dir, sync_dir};
 use crate::io::IoBackend;
 use crate::keys::{self, BlobRecord, Location};
-use crate::limits::{INLINE_BLOB_MAX_BYTES, WRITE_BATCH_CHUNKS_MAX};
+use crate::limits::WRITE_BATCH_CHUNKS_MAX;
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 fn injected(name: &str) -> Error {
@@ -236,25 +236,19 @@ impl RocksWriter {
             user_meta: commit.user_meta,
             tombstone: false,
         };
+        // Cheap early check: a replayed or stale write needs no data I/O at all.
+        let inner = self.inner.clone();
         let key = keys::blob(self.key.partition, &self.key.name);
-        let inline = self.large.is_none() && self.size_bytes <= INLINE_BLOB_MAX_BYTES;
-        // Cheap early check: a replayed or stale write needs no data I/O at all. (An inline
-        // body has no data I/O to save: `commit_record` decides under the index lock.)
-        if !inline {
-            let inner = self.inner.clone();
-            let k2 = key.clone();
-            let stored = self.inner.pool.run(move || inner.get_blob(&k2)).await?;
-            if let WriteOutcome::Lost { stored } =
-                lww(stored.map(|r| r.meta.timestamp), meta.timestamp)
-            {
-                return Ok(WriteOutcome::Lost { stored });
-            }
+        let k2 = key.clone();
+        let stored = self.inner.pool.run(move || inner.get_blob(&k2)).await?;
+        if let WriteOutcome::Lost { stored } = lww(stored.map(|r| r.meta.timestamp), meta.timestamp)
+        {
+            return Ok(WriteOutcome::Lost { stored });
         }
         // Held until the index write is done so compaction cannot delete the segment first.
         let mut _pin = None;
         let location = match self.large.is_some() {
             false if self.size_bytes == 0 => Location::None,
-            false if inline => Location::Inline(chunk::encode_body(&self.pending)),
             false => {
                 let encoded = chunk::encode_body(&self.pending);
                 let (location, pin) = append_segment(&self.inner, encoded).await?;
@@ -263,16 +257,12 @@ impl RocksWriter {
             }
             true => self.finish_large().await?,
         };
-        let own_file = match location {
-            Location::File { id } => Some(id),
-            _ => None,
-        };
         let record = BlobRecord { meta, location };
         let outcome = commit_record(&self.inner, key, record).await;
         // A body that lost the race is garbage now. After an error the index write's fate is
         // unknown, so the file stays: the sweep at the next open removes it if unreferenced.
         if matches!(outcome, Ok(WriteOutcome::Lost { .. }))
-            && let Some(id) = own_file
+            && let Location::File { id } = location
         {
             {
                 let path = self.inner.blob_path(id);
@@ -501,22 +491,12 @@ pub(crate) async fn delete(
     commit_record(inner, keys::blob(key.partition, &key.name), record).await
 }
 
-/// Where a reader finds a body's encoded bytes (see `Inner::open_location`).
-#[derive(Debug)]
-pub(crate) enum BodySource {
-    /// No body (tombstones, empty blobs).
-    None,
-    /// At `base` in a segment or blob file.
-    File { file: Arc<File>, base: u64 },
-    /// In the index record.
-    Inline(Bytes),
-}
-
 /// Streams a body (or a range of it), verifying every chunk.
 #[derive(Debug)]
 pub struct RocksReader {
     inner: Arc<Inner>,
-    source: BodySource,
+    file: Option<Arc<File>>,
+    base: u64,
     size_bytes: u64,
     pos: u64,
     end: u64,
@@ -525,14 +505,16 @@ pub struct RocksReader {
 impl RocksReader {
     pub(crate) fn new(
         inner: Arc<Inner>,
-        source: BodySource,
+        file: Option<Arc<File>>,
+        base: u64,
         size_bytes: u64,
         start: u64,
         end: u64,
     ) -> RocksReader {
         RocksReader {
             inner,
-            source,
+            file,
+            base,
             size_bytes,
             pos: start,
             end,
@@ -541,24 +523,19 @@ impl RocksReader {
 
     /// Reads and verifies chunk `index`.
     pub(crate) async fn read_chunk(&self, index: u64) -> Result<Vec<u8>> {
-        let data_len = chunk::chunk_data_len_bytes(index, self.size_bytes);
-        let at = chunk::chunk_offset_bytes(index);
-        let encoded = match &self.source {
-            BodySource::None => {
-                return Err(Error::Corrupt("blob has data but no location".into()));
-            }
-            BodySource::File { file, base } => {
-                self.inner
-                    .io
-                    .read_at(file.clone(), base + at, data_len + CRC_BYTES)
-                    .await?
-            }
-            BodySource::Inline(body) => {
-                let from = usize::try_from(at).unwrap_or(usize::MAX).min(body.len());
-                let to = from.saturating_add(data_len + CRC_BYTES).min(body.len());
-                body[from..to].to_vec()
-            }
+        let Some(file) = &self.file else {
+            return Err(Error::Corrupt("blob has data but no location".into()));
         };
+        let data_len = chunk::chunk_data_len_bytes(index, self.size_bytes);
+        let encoded = self
+            .inner
+            .io
+            .read_at(
+                file.clone(),
+                self.base + chunk::chunk_offset_bytes(index),
+                data_len + CRC_BYTES,
+            )
+            .await?;
         if encoded.len() != data_len + CRC_BYTES {
             return Err(Error::Corrupt(format!(
                 "chunk {index} truncated: {} of {} bytes",

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cairn_engine::{Error, Health, Result};
 use rocksdb::{DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use crate::blobs::BodySource;
 use crate::io::{Io, IoBackend, IoChoice};
 use crate::keys::{self, BlobRecord, Location};
 use crate::pool::BlockingPool;
@@ -250,7 +249,7 @@ impl Inner {
                 Location::File { id } => {
                     referenced_files.insert(id);
                 }
-                Location::None | Location::Inline(_) => {}
+                Location::None => {}
             }
             if !rec.meta.tombstone {
                 live += rec.meta.size_bytes;
@@ -483,18 +482,17 @@ impl Inner {
         tmp_dir(&self.dir).join(file_name(id))
     }
 
-    /// Where to read a body from: opens the file holding it (blocking).
-    pub(crate) fn open_location(&self, location: Location) -> io::Result<BodySource> {
+    /// Opens the file holding a body (blocking).
+    pub(crate) fn open_location(&self, location: Location) -> io::Result<Option<(Arc<File>, u64)>> {
         let (path, base) = match location {
-            Location::None => return Ok(BodySource::None),
-            Location::Inline(body) => return Ok(BodySource::Inline(body.into())),
+            Location::None => return Ok(None),
             Location::Segment { id, offset } => (self.segment_path(id), offset),
             Location::File { id } => (self.blob_path(id), 0),
         };
-        Ok(BodySource::File {
-            file: Arc::new(OpenOptions::new().read(true).open(path)?),
+        Ok(Some((
+            Arc::new(OpenOptions::new().read(true).open(path)?),
             base,
-        })
+        )))
     }
 
     /// Free and total bytes of the filesystem holding the device.

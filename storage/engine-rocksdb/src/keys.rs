@@ -90,8 +90,8 @@ pub(crate) fn fence(image: &str) -> Vec<u8> {
     k
 }
 
-/// Where a blob's checksummed body lives. The variant numbers are part of the record format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a blob's checksummed body lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Location {
     /// Tombstones and empty blobs have no body.
     None,
@@ -99,9 +99,6 @@ pub(crate) enum Location {
     Segment { id: u64, offset: u64 },
     /// Alone in blob file `id`.
     File { id: u64 },
-    /// In the record itself, encoded (chunks with their CRCs), for bodies of at most
-    /// `INLINE_BLOB_MAX_BYTES`.
-    Inline(Vec<u8>),
 }
 
 /// The index record of a blob.

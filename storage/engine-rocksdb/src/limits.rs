@@ -13,11 +13,6 @@ pub const URING_ENTRIES_MAX: u32 = 128;
 /// Capacity of the channel feeding the io_uring thread; senders wait when it is full.
 pub const URING_QUEUE_DEPTH_MAX: usize = 256;
 
-/// Bodies up to this many bytes are stored inside their index record: one synced RocksDB write
-/// makes such a blob durable, instead of a segment append and its fsync before it (most of a
-/// small PUT's latency here). Small enough that RocksDB's own rewrites of them stay cheap.
-pub const INLINE_BLOB_MAX_BYTES: u64 = 16 * 1024;
-
 /// Full chunks buffered by a streaming writer before they are written out in one call.
 pub const WRITE_BATCH_CHUNKS_MAX: usize = 16;
 

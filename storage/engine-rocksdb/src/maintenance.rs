@@ -12,7 +12,7 @@ use cairn_engine::{
 };
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use crate::blobs::{BodySource, RocksReader, account, append_segment, release};
+use crate::blobs::{RocksReader, account, append_segment, release};
 use crate::engine::{Inner, quarantine_dir, sync_dir};
 use crate::extent_log::{self, PieceIdentity};
 use crate::io::IoBackend;
@@ -47,7 +47,7 @@ pub(crate) async fn read_blob(
                 let Some(rec) = i.get_blob(&k)?.filter(|r| !r.meta.tombstone) else {
                     return Ok(None);
                 };
-                match i.open_location(rec.location.clone()) {
+                match i.open_location(rec.location) {
                     Ok(file) => Ok(Some(Some((rec, file)))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(None)),
                     Err(e) => Err(Error::Io(e)),
@@ -58,7 +58,9 @@ pub(crate) async fn read_blob(
             None => return Ok(None),
             Some(Some((rec, file))) => {
                 let (start, end) = clamp_range(range, rec.meta.size_bytes)?;
-                let reader = RocksReader::new(inner.clone(), file, rec.meta.size_bytes, start, end);
+                let (file, base) = file.map_or((None, 0), |(f, b)| (Some(f), b));
+                let reader =
+                    RocksReader::new(inner.clone(), file, base, rec.meta.size_bytes, start, end);
                 return Ok(Some((rec.meta, reader)));
             }
             Some(None) if attempt == 0 => continue,
@@ -296,9 +298,7 @@ pub(crate) async fn compact(inner: &Arc<Inner>) -> Result<CompactionReport> {
                 .pool
                 .run(move || Ok(i.open_location(rec2.location)?))
                 .await?;
-            let BodySource::File { file, .. } = file else {
-                continue;
-            };
+            let Some((file, _)) = file else { continue };
             let len = usize::try_from(chunk::encoded_len_bytes(rec.meta.size_bytes)).unwrap_or(0);
             let encoded = inner.io.read_at(file, offset, len).await?;
             if chunk::decode_body(&encoded, rec.meta.size_bytes).is_err() {
@@ -673,11 +673,13 @@ pub(crate) async fn audit(
 }
 
 async fn verify(inner: &Arc<Inner>, rec: &BlobRecord) -> Result<()> {
-    let (i, loc) = (inner.clone(), rec.location.clone());
-    let source = inner.pool.run(move || Ok(i.open_location(loc)?)).await?;
+    let (i, loc) = (inner.clone(), rec.location);
+    let file = inner.pool.run(move || Ok(i.open_location(loc)?)).await?;
+    let (file, base) = file.map_or((None, 0), |(f, b)| (Some(f), b));
     let reader = RocksReader::new(
         inner.clone(),
-        source,
+        file,
+        base,
         rec.meta.size_bytes,
         0,
         rec.meta.size_bytes,

@@ -38,8 +38,7 @@ async fn disk_full_then_failed_fsync() {
 
     // Disk full: a clear error, nothing half-written visible, device still in service.
     fail::cfg("data-write-enospc", "return").unwrap();
-    // A segment body (over the inline limit) and a large one.
-    for len in [100_000, 2_000_000] {
+    for len in [1_000, 2_000_000] {
         let err = try_put(&e, &key, len, 2).await.unwrap_err();
         assert!(matches!(err, Error::DiskFull), "{err}");
     }
@@ -55,7 +54,7 @@ async fn disk_full_then_failed_fsync() {
 
     // A failed fsync takes the device out of service for good.
     fail::cfg("data-fsync-error", "return").unwrap();
-    let err = try_put(&e, &key, 100_000, 4).await.unwrap_err();
+    let err = try_put(&e, &key, 1_000, 4).await.unwrap_err();
     fail::remove("data-fsync-error");
     assert!(matches!(err, Error::Failed(_)), "{err}");
     assert!(matches!(e.health(), Health::Failed(_)));
