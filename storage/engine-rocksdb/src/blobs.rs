@@ -57,6 +57,9 @@ pub struct RocksWriter {
     /// A large body goes around the page cache (see `direct_append`).
     write_around: bool,
     finished: bool,
+    /// A write-out failed: what the file holds is unknown (its bytes left `pending`), so the
+    /// writer writes and commits nothing more.
+    failed: bool,
 }
 
 impl RocksWriter {
@@ -90,6 +93,7 @@ impl RocksWriter {
             large: None,
             write_around: options.write_around,
             finished: false,
+            failed: false,
         };
         if expected_size_bytes.is_some_and(|n| n > SMALL_BLOB_MAX_BYTES) {
             w.start_large().await?;
@@ -127,6 +131,17 @@ impl RocksWriter {
 
     /// Writes out the full chunks of `pending` (all of it, the tail chunk included, if `last`).
     async fn flush(&mut self, last: bool) -> Result<()> {
+        if self.failed {
+            return Err(Error::Invalid(
+                "an earlier write of this blob failed".into(),
+            ));
+        }
+        let written = self.write_out(last).await;
+        self.failed = written.is_err();
+        written
+    }
+
+    async fn write_out(&mut self, last: bool) -> Result<()> {
         let Some(large) = &mut self.large else {
             return Ok(());
         };

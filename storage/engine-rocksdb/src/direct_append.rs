@@ -75,12 +75,13 @@ impl DirectAppend {
 
     fn write_pages(&mut self, buffered: &File, len: usize) -> io::Result<()> {
         let pages = &self.staged.as_slice()[..len];
-        assert!(
-            pages.as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
-                && len.is_multiple_of(DIRECT_ALIGN)
-                && self.base.is_multiple_of(DIRECT_ALIGN as u64),
-            "an O_DIRECT write must be aligned"
-        );
+        if !(pages.as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
+            && len.is_multiple_of(DIRECT_ALIGN)
+            && self.base.is_multiple_of(DIRECT_ALIGN as u64))
+        {
+            debug_assert!(false, "an O_DIRECT write must be aligned");
+            return Err(io::Error::other("unaligned O_DIRECT write (a bug)"));
+        }
         if !self.refused {
             match self.direct.write_all_at(pages, self.base) {
                 // A filesystem may accept the open and still refuse the write: the page cache

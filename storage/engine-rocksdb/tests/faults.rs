@@ -124,3 +124,54 @@ async fn extent_log_disk_full_then_failed_sync() {
     assert_eq!(read(&e).await.unwrap(), data(3));
     scenario.teardown();
 }
+
+/// A blob writer whose write-out failed (here: disk full on a copy written around the page
+/// cache) takes no more bytes and commits nothing, even once the disk has room again: the
+/// bytes that failed are gone from its buffer, so a later commit would store a hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_out_poisons_the_writer() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let e = RocksEngine::open(EngineOptions {
+        dir: dir.path().to_path_buf(),
+        io: IoChoice::Auto,
+    })
+    .await
+    .unwrap();
+    let key = BlobKey::new(1, "/a/c/around");
+    let data = body(3 * 1024 * 1024, 4);
+    let options = cairn_engine::BlobWriteOptions {
+        expected_size_bytes: Some(data.len() as u64),
+        etag: cairn_engine::etag::EtagSource::Computed,
+        write_around: true,
+    };
+    let mut w = e.begin_blob_with(key.clone(), options).await.unwrap();
+    fail::cfg("data-write-enospc", "return").unwrap();
+    let err = w
+        .write(bytes::Bytes::copy_from_slice(&data[..2 * 1024 * 1024]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DiskFull), "{err}");
+    fail::remove("data-write-enospc");
+    let more = w
+        .write(bytes::Bytes::copy_from_slice(&data[2 * 1024 * 1024..]))
+        .await;
+    let commit = BlobCommit {
+        timestamp: Timestamp {
+            wall_micros: 1,
+            counter: 0,
+            node: 0,
+        },
+        content_type: String::new(),
+        user_meta: Default::default(),
+        etag: None,
+    };
+    let committed = match more {
+        Ok(()) => w.commit(commit).await,
+        Err(e) => Err(e),
+    };
+    assert!(committed.is_err(), "a poisoned writer committed");
+    assert!(e.blob_meta(&key).await.unwrap().is_none());
+    assert!(e.writes_blobs_around_page_cache());
+    scenario.teardown();
+}

@@ -61,9 +61,10 @@ pub fn choose_targets(
 
 /// The order in which to fetch an object's bytes from the devices a read quorum asked:
 /// `holders` (answered with the newest version) first, then every other device asked that did
-/// not answer (it may hold the version; a fetch checks). `cached` (the first write target, whose
-/// copy writes keep in the page cache) goes first if it can hold the version: a holder, or not
-/// answered yet. Devices that answered without the version are left out.
+/// not answer (it may hold the version; a fetch checks, but it may also be down or hung, so it
+/// never goes before a known holder). Among the holders, `cached` (the first write target, whose
+/// copy writes keep in the page cache) goes first. Devices that answered without the version are
+/// left out.
 pub fn fetch_order(
     holders: &[DeviceId],
     asked: &[DeviceId],
@@ -77,7 +78,7 @@ pub fn fetch_order(
             .copied()
             .filter(|d| !holders.contains(d) && !answered.contains(d)),
     );
-    if let Some(at) = order.iter().position(|d| Some(*d) == cached) {
+    if let Some(at) = holders.iter().position(|d| Some(*d) == cached) {
         order[..=at].rotate_right(1);
     }
     order
@@ -386,15 +387,15 @@ mod tests {
     }
 
     #[test]
-    fn fetches_start_at_the_cached_copy_when_it_can_hold_the_version() {
-        // 1 and 3 answered with the newest version, 2 has not answered.
+    fn fetches_start_at_the_cached_copy_when_it_holds_the_version() {
+        // 1 and 3 answered with the newest version, 2 has not answered (it may be hung).
         assert_eq!(
             fetch_order(&[3, 1], &[1, 2, 3], &[3, 1], Some(1)),
             [1, 3, 2]
         );
         assert_eq!(
             fetch_order(&[3, 1], &[1, 2, 3], &[3, 1], Some(2)),
-            [2, 3, 1]
+            [3, 1, 2]
         );
         // 2 answered with an older version (or none): never asked for the bytes.
         assert_eq!(
