@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use cairn_engine::limits::SMALL_BLOB_MAX_BYTES;
 use cairn_engine::{
     BlobKey, BlobMeta, HybridClock, ListItem, ListPage, ListQuery, ListingEntry, ListingInfo,
     ListingKey, ListingStats, MetaValue, Timestamp,
@@ -25,8 +26,8 @@ use crate::core::{
     ReadOutcome, ReadQuorum, Version, WriteOutcome, WriteQuorum, choose_targets, fetch_order,
 };
 use crate::limits::{
-    BLOB_CALL_TIMEOUT_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL, EMPTINESS_PAGES_MAX,
-    LIST_PAGE_ITEMS_MAX, SMALL_CALL_TIMEOUT_MS,
+    BLOB_CALL_TIMEOUT_MS, CACHED_COPY_GRACE_MS, CONTAINER_POLICY_CACHE_MAX, CONTAINER_POLICY_TTL,
+    EMPTINESS_PAGES_MAX, LIST_PAGE_ITEMS_MAX, SMALL_CALL_TIMEOUT_MS,
 };
 use crate::peers::{DeviceAddr, PeerError, Peers, RingKind, Rings};
 use crate::policy::{CONTAINER_POLICY_KEY, Policies, StoragePolicy};
@@ -398,12 +399,13 @@ impl ClusterClient {
     }
 
     /// The newest version among a read quorum (`None`: absent or deleted), and the devices that
-    /// hold exactly it.
+    /// hold exactly it, in the order to fetch its bytes from (`for_bytes`: the caller will).
     async fn head_quorum(
         &self,
         account: &str,
         container: &str,
         object: &str,
+        for_bytes: bool,
     ) -> Result<(u32, String, Option<(BlobMeta, Vec<DeviceId>)>), ClientError> {
         let rings = self.peers.rings();
         let name = PathHasher::path_of(account, Some(container), Some(object));
@@ -477,6 +479,32 @@ impl ClusterClient {
                 }
             }
         }
+        // A large object's bytes are best read from the first target's cached copy: give its
+        // HEAD a moment if it is the one still out (a hung device costs only the grace).
+        let large = matches!(&outcome, Some(ReadOutcome::Answered { newest: Some((_, v, m)), .. })
+            if !v.tombstone && m.size_bytes > SMALL_BLOB_MAX_BYTES);
+        if let Some(first) = targets.first().copied()
+            && for_bytes
+            && large
+            && asked.contains(&first)
+            && !answered.contains(&first)
+        {
+            let grace = Duration::from_millis(CACHED_COPY_GRACE_MS);
+            let _ = tokio::time::timeout(grace, async {
+                while let Some((device, result)) = calls.next().await {
+                    if let Ok((NodeResponse::Meta(meta), _)) = result {
+                        answered.push(device);
+                        if let Some(m) = meta {
+                            holders.entry(m.timestamp).or_default().push(device);
+                        }
+                    }
+                    if device == first {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         finish_in_background(calls);
         match outcome {
             Some(ReadOutcome::Answered { newest, .. }) => {
@@ -506,7 +534,7 @@ impl ClusterClient {
                 .map(|(m, _)| m));
         }
         Ok(self
-            .head_quorum(account, container, object)
+            .head_quorum(account, container, object, false)
             .await?
             .2
             .map(|(m, _)| m))
@@ -547,7 +575,7 @@ impl ClusterClient {
                     fetch: Fetch::Fragments(fetch),
                 }));
         }
-        let (partition, name, found) = self.head_quorum(account, container, object).await?;
+        let (partition, name, found) = self.head_quorum(account, container, object, true).await?;
         let Some((meta, holders)) = found else {
             return Ok(None);
         };

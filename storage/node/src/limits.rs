@@ -8,6 +8,10 @@ pub const HANDOFFS_TRIED_MAX: usize = 6;
 pub const SMALL_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Timeout to the response head of a blob transfer; the body then has a per-chunk idle limit.
 pub const BLOB_CALL_TIMEOUT_MS: u64 = 30_000;
+/// How long a GET of a large object waits, once its read quorum has answered, for the HEAD of
+/// the first write target (the copy writes keep cached; the others were written around the page
+/// cache and read from disk): reading a 64 MiB copy from disk costs far more than this wait.
+pub const CACHED_COPY_GRACE_MS: u64 = 20;
 /// A listing update tried inline before it goes to the durable pending queue.
 pub const LISTING_UPDATE_TIMEOUT_MS: u64 = 2_000;
 /// Pending listing updates retried per device per pass.
