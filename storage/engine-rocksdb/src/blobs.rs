@@ -155,7 +155,7 @@ impl RocksWriter {
         }
         let n = chunk::encoded_len_bytes(full as u64);
         if let Some(direct) = large.direct.take() {
-            let direct = self.flush_around(direct, full, last).await?;
+            let direct = self.flush_around(direct, full, n, last).await?;
             if let Some(large) = &mut self.large {
                 large.direct = Some(direct);
                 large.written_bytes += n;
@@ -180,18 +180,19 @@ impl RocksWriter {
     }
 
     /// [`RocksWriter::flush`] for a copy written around the page cache: encodes the first
-    /// `full` bytes of `pending` into the staging buffer and writes its whole pages.
+    /// `full` bytes of `pending` (`encoded` bytes once encoded) into the staging buffer and
+    /// writes its whole pages.
     async fn flush_around(
         &mut self,
         mut direct: DirectAppend,
         full: usize,
+        encoded: u64,
         last: bool,
     ) -> Result<DirectAppend> {
         let Some(large) = &self.large else {
             return Err(Error::Invalid("no large body".into()));
         };
-        let n = chunk::encoded_len_bytes(full as u64);
-        let staging = direct.staging(usize::try_from(n).unwrap_or(usize::MAX));
+        let staging = direct.staging(usize::try_from(encoded).unwrap_or(usize::MAX));
         for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
             staging.extend(piece);
             staging.extend(&chunk::crc32c(piece).to_le_bytes());
