@@ -8,6 +8,11 @@ use cairn_node::config::NodeConfig;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
+mod allocator;
+
+#[global_allocator]
+static ALLOCATOR: allocator::SplitAllocator = allocator::SplitAllocator;
+
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Cairn: a storage-centric cloud")]
 struct Cli {

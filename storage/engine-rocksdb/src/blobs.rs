@@ -27,6 +27,7 @@ use crate::engine::{Inner, OpenSegment, SegmentPin, blob_dir, seg_dir, sync_dir}
 use crate::io::IoBackend;
 use crate::keys::{self, BlobRecord, Location};
 use crate::limits::WRITE_BATCH_CHUNKS_MAX;
+use crate::pending::PendingBytes;
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 fn injected(name: &str) -> Error {
@@ -52,7 +53,7 @@ pub struct RocksWriter {
     etag: Option<EtagHasher>,
     size_bytes: u64,
     /// Bytes not yet written out (small blobs: the whole body; large: a partial chunk tail).
-    pending: Vec<u8>,
+    pending: PendingBytes,
     large: Option<LargeBody>,
     /// A large body goes around the page cache (see `direct_append`).
     write_around: bool,
@@ -89,7 +90,7 @@ impl RocksWriter {
             expected_size_bytes,
             etag: etag::hasher_for(options.etag),
             size_bytes: 0,
-            pending: Vec::new(),
+            pending: PendingBytes::default(),
             large: None,
             write_around: options.write_around,
             finished: false,
@@ -162,11 +163,9 @@ impl RocksWriter {
             }
             return Ok(());
         }
-        let mut encoded = Vec::with_capacity(full + full.div_ceil(CHUNK_MAX_BYTES) * CRC_BYTES);
-        for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
-            chunk::encode_chunk(piece, &mut encoded);
-        }
-        self.pending.drain(..full);
+        let mut encoded = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        self.pending
+            .encode_front(full, |s| encoded.extend_from_slice(s));
         debug_assert_eq!(encoded.len() as u64, n);
         self.inner
             .write_data(
@@ -193,11 +192,7 @@ impl RocksWriter {
             return Err(Error::Invalid("no large body".into()));
         };
         let staging = direct.staging(usize::try_from(encoded).unwrap_or(usize::MAX));
-        for piece in self.pending[..full].chunks(CHUNK_MAX_BYTES) {
-            staging.extend(piece);
-            staging.extend(&chunk::crc32c(piece).to_le_bytes());
-        }
-        self.pending.drain(..full);
+        self.pending.encode_front(full, |s| staging.extend(s));
         let file = large.file.clone();
         let inner = self.inner.clone();
         let direct = self
@@ -266,7 +261,10 @@ impl RocksWriter {
         let location = match self.large.is_some() {
             false if self.size_bytes == 0 => Location::None,
             false => {
-                let encoded = chunk::encode_body(&self.pending);
+                let n = chunk::encoded_len_bytes(self.size_bytes);
+                let mut encoded = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+                self.pending
+                    .encode_front(usize::MAX, |s| encoded.extend_from_slice(s));
                 let (location, pin) = append_segment(&self.inner, encoded).await?;
                 _pin = Some(pin);
                 location
@@ -342,7 +340,7 @@ impl BlobWriter for RocksWriter {
             h.update(&data);
         }
         self.size_bytes += data.len() as u64;
-        self.pending.extend_from_slice(&data);
+        self.pending.push(data);
         if self.large.is_none() && self.size_bytes > SMALL_BLOB_MAX_BYTES {
             self.start_large().await?;
         }

@@ -22,6 +22,7 @@ mod io;
 mod keys;
 pub mod limits;
 mod maintenance;
+mod pending;
 mod piece_cache;
 mod piece_list;
 mod pool;
