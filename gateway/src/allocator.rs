@@ -82,3 +82,24 @@ unsafe impl GlobalAlloc for SplitAllocator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Blocks that grow and shrink across the threshold keep their bytes (the test binary runs
+    /// on this allocator, as `cairn` does).
+    #[test]
+    fn resizing_across_the_threshold_keeps_the_bytes() {
+        let mut v: Vec<u8> = (0..1000u32)
+            .map(|i| u8::try_from(i % 251).unwrap_or(0))
+            .collect();
+        let expect = v.clone();
+        v.reserve_exact(super::LARGE_BYTES * 2);
+        assert_eq!(v, expect);
+        v.extend(std::iter::repeat_n(7u8, super::LARGE_BYTES));
+        v.truncate(1000);
+        v.shrink_to_fit();
+        assert_eq!(v, expect);
+        let zeroed = vec![0u8; super::LARGE_BYTES + 1];
+        assert!(zeroed.iter().all(|&b| b == 0));
+    }
+}
