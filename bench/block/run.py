@@ -256,6 +256,16 @@ def main():
         (work / "results.json").write_text(json.dumps(results, indent=2))
         print(report(results, versions))
         print("\n```json\n" + json.dumps(results, indent=1) + "\n```")
+    except BaseException:
+        # A failed run's server logs are what explains it: keep them (not the data) and show
+        # the last lines of Cairn's.
+        for f in work.glob("*.log"):
+            kept = base / f"{work.name}-{f.name}"
+            shutil.copyfile(f, kept)
+            log(f"kept {kept}")
+            if f.name == "cairn.log":
+                sys.stderr.write("".join(f.read_text(errors="replace").splitlines(True)[-30:]))
+        raise
     finally:
         if os.environ.get("KEEP") == "1":
             log(f"kept {work}")
