@@ -2,7 +2,7 @@
 //!
 //! Measured here (bench notes in `bench/RESULTS.md`): under 4 KiB block writes at queue depth,
 //! glibc's `malloc`/`free` took ~13% of the process's CPU, and mimalloc raised random-write
-//! IOPS by ~15%; but with mimalloc for everything, 64 MiB S3 PUTs and GETs (1 MiB body chunks)
+//! IOPS by 8–15%; but with mimalloc for everything, 64 MiB S3 PUTs and GETs (1 MiB body chunks)
 //! lost 15–25%. Each block goes to one of the two by its size alone, so `dealloc` and
 //! `realloc` always reach the allocator that made the block.
 #![allow(unsafe_code)]
