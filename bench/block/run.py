@@ -10,7 +10,7 @@ Per system, in this order, with fio's nbd engine (one job, one connection):
   4 KiB random read QD1 and QD32, 1 MiB sequential read QD4,
   4 KiB random write QD1 and QD32 (time-based, RUNTIME s each after a 2 s ramp),
 then nbdcopy of COPY_GIB GiB of random bytes from a local file into a fresh export and back
-out to `null:`. Ratios are Cairn / peer (higher is better for IOPS and MiB/s, lower for latency).
+out to `null:`. Every step starts after `sync` (no step pays for an earlier one's writeback). Ratios are Cairn / peer (higher is better for IOPS and MiB/s, lower for latency).
 
 Environment: RUNTIME (default 15), REGION_GIB (1), COPY_GIB (2), BENCH_DIR (default /tmp),
 CARGO_TARGET_DIR (default ~/.cache/cairn-target-bench), KEEP=1 keeps the work directory.
@@ -102,8 +102,17 @@ def nbdcopy(src, dst):
     return COPY_GIB * 1024 / (time.monotonic() - t)
 
 
+def settle():
+    """Writes back every dirty page before a step, so no step pays for an earlier one's
+    writeback: a server that writes through the page cache (Cairn's read replica) would
+    otherwise start its next step with the disk busy, and one using O_DIRECT (qemu-nbd) never
+    does."""
+    os.sync()
+
+
 def measure(name, fio_uri, copy_uri, source):
     log(f"{name}: sequential 1 MiB write over {REGION_GIB} GiB")
+    settle()
     r = {"seq_write": fio(fio_uri, "write", "1m", 4, False, REGION_GIB)}
     for key, rw, bs, depth in [
         ("rand_read_qd1", "randread", "4k", 1),
@@ -113,9 +122,12 @@ def measure(name, fio_uri, copy_uri, source):
         ("rand_write_qd32", "randwrite", "4k", 32),
     ]:
         log(f"{name}: {key}")
+        settle()
         r[key] = fio(fio_uri, rw, bs, depth, True, REGION_GIB)
     log(f"{name}: nbdcopy {COPY_GIB} GiB in and out")
+    settle()
     r["copy_in_mib_s"] = nbdcopy(source, copy_uri)
+    settle()
     r["copy_out_mib_s"] = nbdcopy(copy_uri, "null:")
     return r
 

@@ -170,7 +170,7 @@ fn extent_log_live_bytes(db: &DB) -> Result<HashMap<u64, u64>> {
 const EXTENT_BLOB_MIN_BYTES: u64 = 2048;
 
 /// The size of the index's memtable (see where it is set).
-const INDEX_MEMTABLE_BYTES: usize = 8 << 20;
+const INDEX_MEMTABLE_BYTES: usize = 1 << 20;
 
 impl Inner {
     /// Opens (creating if needed) the device at `options.dir` and recovers from any crash: temp
@@ -208,8 +208,10 @@ impl Inner {
         // hides) into a memtable skiplist, and an insert walks the list's levels with a cache
         // miss per step. With the default 64 MiB, inserts grew to 22% of a node's CPU once
         // random writes had filled it; at 8 MiB, 4 KiB random writes at queue depth 32 ran
-        // ~40% faster after a few minutes of them (bench/RESULTS.md). Flushes come more often
-        // but each is small.
+        // ~40% faster after a few minutes of them. At 1 MiB (three devices' memtables stay in
+        // cache) the inserts' CPU per write halved again and those writes ran ~20% faster
+        // still, for 4 KiB S3 PUTs at concurrency 16 ~8% slower (more flushes and level-0
+        // files; bench/RESULTS.md).
         db_opts.set_write_buffer_size(INDEX_MEMTABLE_BYTES);
         let db = DB::open(&db_opts, dir.join("index"))
             .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
