@@ -724,7 +724,7 @@ mod tests {
     async fn blob_garbage_is_collected_on_demand_and_live_values_survive() {
         let dir = tempfile::tempdir().unwrap();
         let engine = RocksEngine::open_plain_for_test(dir.path()).await;
-        let value = 1u64 << 20;
+        let value = 64u64 << 10; // a pre-log chunk record's size
         let values = (BLOB_GARBAGE_BYTES_MIN / value) * 8 / 7 + 8;
         let db = &engine.inner.db;
         let flush_and_compact = || {
