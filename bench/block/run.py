@@ -10,7 +10,8 @@ Per system, in this order, with fio's nbd engine (one job, one connection):
   4 KiB random read QD1 and QD32, 1 MiB sequential read QD4,
   4 KiB random write QD1 and QD32 (time-based, RUNTIME s each after a 2 s ramp),
 then nbdcopy of COPY_GIB GiB of random bytes from a local file into a fresh export and back
-out to `null:`. Every step starts after `sync` (no step pays for an earlier one's writeback). Ratios are Cairn / peer (higher is better for IOPS and MiB/s, lower for latency).
+out to `null:`. Every step starts after `sync` (no step pays for an earlier one's writeback).
+Ratios are Cairn / peer (higher is better for IOPS and MiB/s, lower for latency).
 
 Environment: RUNTIME (default 15), REGION_GIB (1), COPY_GIB (2), BENCH_DIR (default /tmp),
 CARGO_TARGET_DIR (default ~/.cache/cairn-target-bench), KEEP=1 keeps the work directory.

@@ -209,9 +209,9 @@ impl Inner {
         // miss per step. With the default 64 MiB, inserts grew to 22% of a node's CPU once
         // random writes had filled it; at 8 MiB, 4 KiB random writes at queue depth 32 ran
         // ~40% faster after a few minutes of them. At 1 MiB (three devices' memtables stay in
-        // cache) the inserts' CPU per write halved again and those writes ran ~20% faster
-        // still, for 4 KiB S3 PUTs at concurrency 16 ~8% slower (more flushes and level-0
-        // files; bench/RESULTS.md).
+        // cache) the inserts' CPU per write halved again and the later of those runs were
+        // 10–26% faster still, for 4 KiB S3 PUTs at concurrency 16 ~8% slower (more flushes
+        // and level-0 files; bench/RESULTS.md).
         db_opts.set_write_buffer_size(INDEX_MEMTABLE_BYTES);
         let db = DB::open(&db_opts, dir.join("index"))
             .map_err(|e| Error::Failed(format!("cannot open index: {e}")))?;
